@@ -1,0 +1,1 @@
+"""minecli core: the registry, the interfaces and the estimation machinery."""

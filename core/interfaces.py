@@ -1,0 +1,128 @@
+"""The three plugin interfaces: extractors, encoder heads and estimators.
+
+Plugin metadata are class attributes, so they can be listed without building anything; parameters
+are a frozen dataclass (``Params``) checked against the config, unknown keys being errors.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .params import NoParams, params_to_dict, parse_params
+from .spec import StreamSpec
+
+if TYPE_CHECKING:  # torch is heavy; the registry and the CLI listing never need it.
+    import torch
+    from torch import nn
+
+
+class Plugin(ABC):
+    """Common metadata of every registered item."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+    #: bumped by a plugin when its output changes for the same params (invalidates caches)
+    version: ClassVar[str] = "1"
+
+    @classmethod
+    def parse(cls, params: dict[str, Any] | None, where: str = "params") -> Any:
+        """Check and convert a mapping of options into this plugin's Params."""
+        return parse_params(cls.Params, params or {}, where)
+
+
+class Extractor(Plugin):
+    """Turns audio into a feature stream: float32 ``[T, dim]`` or int64 ``[T, n_codebooks]``.
+
+    ``spec()`` must not load weights or import model libraries; ``load()`` does the heavy work and
+    is called once before the first ``__call__``.
+    """
+
+    #: True when the extractor reads something other than the waveform (e.g. precomputed files)
+    needs_path: ClassVar[bool] = False
+    #: how many utterances a good batch holds for ``extract_batch``
+    batch_size: ClassVar[int] = 1
+
+    def __init__(self, params: Any = None) -> None:
+        self.params = params if params is not None else self.Params()
+        self._loaded = False
+
+    @abstractmethod
+    def spec(self) -> StreamSpec:
+        """The stream this extractor produces with its params; cheap, no weights."""
+
+    def load(self) -> None:
+        """Import model libraries and load weights; called once, lazily."""
+
+    def ensure_loaded(self) -> None:
+        """Call load() once."""
+        if not self._loaded:
+            self.load()
+            self._loaded = True
+
+    @abstractmethod
+    def __call__(self, wave: "torch.Tensor", sample_rate: int, path: str | None = None) -> "torch.Tensor":
+        """Extract one utterance: wave is float32 ``[channels, samples]`` at ``spec().sample_rate``."""
+
+    def extract_batch(self, waves: list["torch.Tensor"], sample_rate: int,
+                      paths: list[str | None] | None = None) -> list["torch.Tensor"]:
+        """Extract several utterances; override when the model batches with padding."""
+        paths = paths or [None] * len(waves)
+        return [self(w, sample_rate, path=p) for w, p in zip(waves, paths)]
+
+    def fingerprint(self) -> str:
+        """A short hash of everything that determines the output: name, version and params."""
+        blob = json.dumps({"name": self.name, "version": self.version,
+                           "params": params_to_dict(self.params)}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def fit(self, train_paths: list[str], cache_dir: str) -> None:
+        """Optional: learn something from the train split before extraction (e.g. a codebook)."""
+
+
+class Head(Plugin):
+    """Builds an encoder head ``[N, context, width] -> [N, out_dim]`` for one stream."""
+
+    #: stream kinds this head accepts
+    accepts: ClassVar[tuple[str, ...]] = ("float", "index")
+
+    @abstractmethod
+    def build(self, spec: StreamSpec, context: int, params: Any) -> "nn.Module":
+        """Return an nn.Module with an ``out_dim`` attribute."""
+
+
+class Estimator(Plugin):
+    """Turns critic scores on joint and product-of-marginals pairs into a loss and a bound in nats.
+
+    ``t_joint`` is ``[N]``; ``t_marg`` is ``[N, K]``: K scores of x_i against y's drawn from the
+    marginal. ``loss`` may keep state between steps (e.g. MINE's moving average) in ``self.state``.
+    """
+
+    #: whether the value is a lower bound on I(X;Y) in expectation
+    lower_bound: ClassVar[bool] = True
+
+    def __init__(self, params: Any = None) -> None:
+        self.params = params if params is not None else self.Params()
+        self.state: dict[str, float] = {}
+
+    def ceiling_nats(self, n_negatives: int) -> float | None:
+        """The largest value the bound can take with K negatives per positive, if finite."""
+        return None
+
+    @abstractmethod
+    def loss(self, t_joint: "torch.Tensor", t_marg: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+        """Return (loss to minimise, bound value in nats, detached) for one training batch."""
+
+    @abstractmethod
+    def bound(self, t_joint: "torch.Tensor", t_marg: "torch.Tensor") -> "torch.Tensor":
+        """The bound in nats from scores (no gradient tricks); used for validation and test."""
+
+    def state_dict(self) -> dict[str, float]:
+        """Scalars to checkpoint."""
+        return dict(self.state)
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        """Restore scalars from a checkpoint."""
+        self.state = dict(state)
