@@ -156,7 +156,8 @@ def parse_params(cls: type, data: Any, where: str, problems: list[str] | None = 
         if key not in names:
             hint = did_you_mean(str(key), names)
             valid = f" Valid keys: {', '.join(names)}." if not hint and names else ""
-            problems.append(f"unknown key '{where}.{key}'.{hint}{valid}")
+            full = f"{where}.{key}" if where else str(key)
+            problems.append(f"unknown key '{full}'.{hint}{valid}")
     kwargs: dict[str, Any] = {}
     for field, tp in known:
         key = f"{where}.{field.name}" if where else field.name

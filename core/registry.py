@@ -138,10 +138,11 @@ def _dist_info(ep: metadata.EntryPoint) -> tuple[str, str]:
 
 def _entry_points() -> list[metadata.EntryPoint]:
     eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
-    seen: dict[str, metadata.EntryPoint] = {}
+    seen: dict[tuple[str, str], metadata.EntryPoint] = {}
     for ep in eps:
-        # The same distribution can be visible twice (editable install plus a stale egg-info).
-        seen.setdefault(ep.name, ep)
+        # The same distribution can be visible twice (editable install plus a stale egg-info); keyed
+        # by distribution too, so a third-party plugin sharing a built-in's name is not dropped silently.
+        seen.setdefault((_dist_info(ep)[0], ep.name), ep)
     # minecli's own plugins load first, so a third party can never shadow a built-in name.
     return sorted(seen.values(), key=lambda ep: (_dist_info(ep)[0] != "minecli", ep.name))
 
@@ -219,6 +220,9 @@ def build_registry(extra_plugins: Iterable[tuple[str, Any]] = (), autoload: bool
         if name in disabled:
             continue
         try:
+            if name in reg.plugins:
+                raise PluginError(f"two plugins are named '{name}': {reg.plugins[name]} and {source}; "
+                                  f"uninstall one, or rename the entry point in group '{ENTRY_POINT_GROUP}'")
             module = loader()
             _register_plugin(reg, pm, name, module, source)
             if trace:
