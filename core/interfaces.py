@@ -42,6 +42,8 @@ class Extractor(Plugin):
 
     #: True when the extractor reads something other than the waveform (e.g. precomputed files)
     needs_path: ClassVar[bool] = False
+    #: False when the extractor never looks at the waveform (the pipeline then skips reading audio)
+    reads_audio: ClassVar[bool] = True
     #: how many utterances a good batch holds for ``extract_batch``
     batch_size: ClassVar[int] = 1
 

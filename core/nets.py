@@ -93,17 +93,25 @@ class Critic(nn.Module):
         self.rest = nn.Sequential(*rest)
         self.batch_norm = batch_norm
 
+    def encode_x(self, x: torch.Tensor) -> torch.Tensor:
+        """First-layer contribution of x: ``[N, H]``."""
+        return self.first_x(self.head_x(x))
+
+    def encode_y(self, y: torch.Tensor) -> torch.Tensor:
+        """First-layer contribution of y: ``[N, H]``."""
+        return self.first_y(self.head_y(y))
+
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """First-layer activations of each side: ``[N, H]`` and ``[N, H]``."""
-        return self.first_x(self.head_x(x)), self.first_y(self.head_y(y))
+        return self.encode_x(x), self.encode_y(y)
 
-    def pair_scores(self, ax: torch.Tensor, ay: torch.Tensor, neg: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Scores of the joint pairs ``[N]`` and of x_i with y_neg[i, k] ``[N, K]``."""
+    def pair_scores(self, ax: torch.Tensor, ay: torch.Tensor, ay_neg: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores of joint pairs ``[N]`` and of x_i with K marginal y's ``ay_neg [N, K, H]`` -> ``[N, K]``."""
         n = ax.shape[0]
-        if neg is None:
+        if ay_neg is None:
             return self._rest(ax + ay).reshape(n), None
-        k = neg.shape[1]
-        marg_in = (ax[:, None, :] + ay[neg]).reshape(n * k, -1)
+        k = ay_neg.shape[1]
+        marg_in = (ax[:, None, :] + ay_neg).reshape(n * k, -1)
         if self.batch_norm:
             # Compatibility with the original pipeline: joint and marginal normalised separately.
             return self._rest(ax + ay).reshape(n), self._rest(marg_in).reshape(n, k)
@@ -116,4 +124,4 @@ class Critic(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor, neg: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Scores for joint pairs and (optionally) K marginal pairs per row given by ``neg``."""
         ax, ay = self.encode(x, y)
-        return self.pair_scores(ax, ay, neg)
+        return self.pair_scores(ax, ay, ay[neg] if neg is not None else None)

@@ -1,0 +1,180 @@
+"""Frame banks: all paired frames of a split in one tensor, with vectorised sampling and context windows."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .errors import MinecliError
+
+Normalization = Literal["none", "minmax", "standard", "robust"]
+
+
+@dataclass
+class FrameBank:
+    """Paired frames of one split: ``x [N, wx]``, ``y [N, wy]`` and utterance boundaries ``offsets [U+1]``.
+
+    Float streams are float32, index streams int64. Utterance boundaries matter for context windows
+    (never cross an utterance) and for drawing marginal samples from other utterances.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    offsets: torch.Tensor
+    names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.x.shape[0] != self.y.shape[0]:
+            raise MinecliError(f"x and y have different numbers of frames ({self.x.shape[0]} vs {self.y.shape[0]})")
+        if int(self.offsets[-1]) != self.x.shape[0]:
+            raise MinecliError("utterance offsets do not cover the frames")
+        lengths = self.offsets[1:] - self.offsets[:-1]
+        self.utt = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+        self.start = self.offsets[:-1][self.utt]
+        self.end = self.offsets[1:][self.utt]
+
+    @property
+    def n_frames(self) -> int:
+        """Number of paired frames."""
+        return int(self.x.shape[0])
+
+    @property
+    def n_utts(self) -> int:
+        """Number of utterances."""
+        return int(self.offsets.numel() - 1)
+
+    @classmethod
+    def from_lists(cls, xs: Sequence[torch.Tensor | np.ndarray], ys: Sequence[torch.Tensor | np.ndarray],
+                   names: Sequence[str] | None = None) -> "FrameBank":
+        """Concatenate per-utterance arrays (already aligned, equal lengths) into one bank."""
+        if len(xs) != len(ys):
+            raise MinecliError(f"{len(xs)} x utterances but {len(ys)} y utterances")
+        if not xs:
+            raise MinecliError("no utterances to build a frame bank from")
+        tx = [_as_2d(a) for a in xs]
+        ty = [_as_2d(a) for a in ys]
+        for i, (a, b) in enumerate(zip(tx, ty)):
+            if a.shape[0] != b.shape[0]:
+                name = names[i] if names else f"#{i}"
+                raise MinecliError(f"utterance {name}: x has {a.shape[0]} frames, y has {b.shape[0]}")
+        lengths = torch.tensor([a.shape[0] for a in tx], dtype=torch.long)
+        offsets = torch.zeros(len(tx) + 1, dtype=torch.long)
+        offsets[1:] = torch.cumsum(lengths, 0)
+        return cls(torch.cat(tx), torch.cat(ty), offsets, list(names or []))
+
+    @classmethod
+    def from_arrays(cls, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> "FrameBank":
+        """Paired i.i.d. samples: every row is its own utterance."""
+        tx, ty = _as_2d(x), _as_2d(y)
+        n = tx.shape[0]
+        return cls(tx, ty, torch.arange(n + 1, dtype=torch.long))
+
+    def subset_utts(self, utts: torch.Tensor) -> "FrameBank":
+        """A new bank with the given utterances, in that order."""
+        starts, ends = self.offsets[utts], self.offsets[utts + 1]
+        idx = torch.cat([torch.arange(int(s), int(e)) for s, e in zip(starts, ends)]) if len(utts) else torch.zeros(0, dtype=torch.long)
+        lengths = ends - starts
+        offsets = torch.zeros(len(utts) + 1, dtype=torch.long)
+        offsets[1:] = torch.cumsum(lengths, 0)
+        names = [self.names[int(u)] for u in utts] if self.names else []
+        return FrameBank(self.x[idx], self.y[idx], offsets, names)
+
+    def windows(self, frames: torch.Tensor, context: int) -> torch.Tensor:
+        """Frame indices ``[B, context]`` centred on `frames`, clamped inside each utterance."""
+        rel = torch.arange(context) - (context - 1) // 2
+        idx = frames[:, None] + rel[None, :]
+        return torch.minimum(torch.maximum(idx, self.start[frames][:, None]), self.end[frames][:, None] - 1)
+
+    def gather(self, frames: torch.Tensor, cx: int, cy: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Context windows of x and y around `frames`: ``[B, cx, wx]`` and ``[B, cy, wy]``."""
+        return self.x[self.windows(frames, cx)], self.y[self.windows(frames, cy)]
+
+    def sample_segments(self, gen: torch.Generator, n_segments: int, length: int) -> torch.Tensor:
+        """Frame indices ``[n_segments * length]`` of random crops anywhere inside utterances."""
+        anchor = torch.randint(0, self.n_frames, (n_segments,), generator=gen)
+        if length == 1:
+            return anchor
+        start, end = self.start[anchor], self.end[anchor]
+        room = torch.clamp(end - start - length, min=0)
+        # Crop start uniform over all valid positions of the utterance, not only its beginning.
+        off = (torch.rand(n_segments, generator=gen) * (room + 1).to(torch.float32)).long()
+        first = start + torch.minimum(off, room)
+        idx = first[:, None] + torch.arange(length)[None, :]
+        return torch.minimum(idx, end[:, None] - 1).reshape(-1)
+
+    def other_utterance_frames(self, gen: torch.Generator, frames: torch.Tensor, k: int) -> torch.Tensor:
+        """For each frame, k frames drawn uniformly from all *other* utterances: ``[B, k]``."""
+        start, end = self.start[frames], self.end[frames]
+        own = end - start
+        pool = self.n_frames - own
+        if int(pool.min()) <= 0:
+            raise MinecliError("marginal samples need at least two utterances")
+        r = (torch.rand(frames.shape[0], k, generator=gen) * pool[:, None].to(torch.float64)).long()
+        r = torch.minimum(r, pool[:, None] - 1)
+        return torch.where(r >= start[:, None], r + own[:, None], r)
+
+
+def _as_2d(a: torch.Tensor | np.ndarray) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(a)) if not isinstance(a, torch.Tensor) else a
+    if t.dim() == 1:
+        t = t[:, None]
+    if t.dim() != 2:
+        raise MinecliError(f"expected frames as [N] or [N, D], got shape {tuple(t.shape)}")
+    if t.dtype.is_floating_point:
+        return t.to(torch.float32).contiguous()
+    if t.dtype == torch.bool:
+        return t.long().contiguous()
+    return t.to(torch.long).contiguous()
+
+
+@dataclass
+class Normalizer:
+    """Per-dimension affine normalisation with statistics from the train split only."""
+
+    method: Normalization
+    shift: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
+
+    @classmethod
+    def fit(cls, x: torch.Tensor, method: Normalization, max_rows: int = 2_000_000) -> "Normalizer":
+        """Statistics of float frames ``[N, D]`` (a strided subsample beyond max_rows, for memory)."""
+        if method == "none" or not x.dtype.is_floating_point:
+            return cls("none")
+        step = max(1, x.shape[0] // max_rows)
+        s = x[::step].double()
+        if method == "standard":
+            shift, scale = s.mean(0), s.std(0)
+        elif method == "minmax":
+            lo, hi = s.min(0).values, s.max(0).values
+            shift, scale = lo, hi - lo
+        elif method == "robust":
+            q = torch.quantile(s[: min(s.shape[0], 1_000_000)], torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64), dim=0)
+            shift, scale = q[1], q[2] - q[0]
+        else:
+            raise MinecliError(f"unknown normalization {method!r}: use none, minmax, standard or robust")
+        # Constant dimensions (e.g. a DC bin that is always 0) keep scale 1 rather than dividing by 0.
+        scale = torch.where(scale > 1e-8, scale, torch.ones_like(scale))
+        return cls(method, shift.float(), scale.float())
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.method == "none" or self.shift is None or not x.dtype.is_floating_point:
+            return x
+        return (x - self.shift) / self.scale
+
+    def state(self) -> dict[str, list[float] | str]:
+        """JSON-ready statistics (for the results document)."""
+        if self.shift is None:
+            return {"method": self.method}
+        return {"method": self.method, "shift_mean": float(self.shift.mean()), "scale_mean": float(self.scale.mean())}
+
+
+def normalize_banks(banks: dict[str, FrameBank], method: Normalization) -> dict[str, Normalizer]:
+    """Normalise float streams of every split in place with statistics of banks['train']."""
+    train = banks["train"]
+    nx, ny = Normalizer.fit(train.x, method), Normalizer.fit(train.y, method)
+    for bank in banks.values():
+        bank.x, bank.y = nx(bank.x), ny(bank.y)
+    return {"x": nx, "y": ny}

@@ -1,0 +1,335 @@
+"""``minecli run``: filelists -> cached extraction -> pairing -> training -> held-out estimate -> results."""
+from __future__ import annotations
+
+import csv
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .._version import __version__
+from .config import RunConfig, StreamConfig, default_cache_dir, load_config
+from .errors import MinecliError
+from .interfaces import Extractor
+from .io import write_json, write_text
+from .registry import get_extractor_class
+from .spec import StreamSpec
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Item:
+    """One utterance of a split: an id, its audio path, and (CSV input) its feature files."""
+
+    id: str
+    audio: str | None
+    x_file: str | None = None
+    y_file: str | None = None
+
+
+@dataclass
+class RunResult:
+    """What ``minecli run`` produced."""
+
+    document: dict[str, Any]
+    summary: str
+    output_dir: Path
+
+
+@dataclass
+class Prepared:
+    """A config turned into extractors and split item lists, ready to extract."""
+
+    cfg: RunConfig
+    doc: dict[str, Any]
+    notes: list[str]
+    extractors: dict[str, Extractor]
+    specs: dict[str, StreamSpec]
+    items: dict[str, list[Item]]
+    cache_dir: Path
+    source: str = "filelists"
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- inputs
+def read_filelist(path: str, root: str | None = None, limit: int | None = None) -> list[Item]:
+    """Audio paths, one per line ('#' comments and blank lines skipped); relative paths resolved."""
+    base = Path(root) if root else Path(path).resolve().parent
+    items: list[Item] = []
+    missing: list[str] = []
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        p = Path(text)
+        if not p.is_absolute():
+            p = base / p
+        if not p.exists():
+            missing.append(f"{path}:{lineno}: {text}")
+        items.append(Item(id=p.stem, audio=str(p)))
+        if limit and len(items) >= limit:
+            break
+    if missing:
+        more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise MinecliError(f"audio files listed but not found: {'; '.join(missing[:3])}{more}. Fix the filelist "
+                           "or set data.root to the folder its relative paths start from")
+    if not items:
+        raise MinecliError(f"filelist {path} lists no audio files")
+    return items
+
+
+def read_seed_csv(path: str, features_dir: str | None, limit: int | None = None) -> list[Item]:
+    """The original pipeline's CSV: ``id,x_feature,y_feature`` (or source_feature/target_feature)."""
+    base = Path(features_dir) if features_dir else Path(path).resolve().parent
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        cols = reader.fieldnames or []
+        xcol = "x_feature" if "x_feature" in cols else "source_feature" if "source_feature" in cols else None
+        ycol = "y_feature" if "y_feature" in cols else "target_feature" if "target_feature" in cols else None
+        if "id" not in cols or not xcol or not ycol:
+            raise MinecliError(f"{path}: a CSV needs the columns id,x_feature,y_feature; found {','.join(cols)}")
+        items = []
+        for row in reader:
+            xf, yf = Path(row[xcol]), Path(row[ycol])
+            xf = xf if xf.is_absolute() else base / xf
+            yf = yf if yf.is_absolute() else base / yf
+            for f in (xf, yf):
+                if not f.exists():
+                    raise MinecliError(f"{path}: feature file of id {row['id']} not found: {f}")
+            items.append(Item(id=row["id"], audio=None, x_file=str(xf), y_file=str(yf)))
+            if limit and len(items) >= limit:
+                break
+    if not items:
+        raise MinecliError(f"{path} lists no rows")
+    return items
+
+
+def prepare(config: str | os.PathLike[str], overrides: list[str] | None = None) -> Prepared:
+    """Parse the config, build extractors (no weights) and read the splits."""
+    cfg, doc, notes = load_config(config, overrides)
+    extractors: dict[str, Extractor] = {}
+    specs: dict[str, StreamSpec] = {}
+    for side in ("x", "y"):
+        sc: StreamConfig = getattr(cfg, side)
+        cls = get_extractor_class(sc.extractor)
+        extractors[side] = cls(cls.parse(sc.params, f"{side}.params"))
+        specs[side] = extractors[side].spec()
+    d = cfg.data
+    items: dict[str, list[Item]] = {}
+    source = "filelists"
+    if d.train_csv:
+        source = "csv"
+        for side in ("x", "y"):
+            if not hasattr(extractors[side], "load_file"):
+                raise MinecliError(f"{side}.extractor: CSV input holds precomputed features; use extractor "
+                                   "'precomputed' with its kind/dim/vocab_size params")
+        for split in SPLITS:
+            items[split] = read_seed_csv(getattr(d, f"{split}_csv"), d.features_dir, d.max_files)
+    else:
+        for split in SPLITS:
+            items[split] = read_filelist(getattr(d, split), d.root, d.max_files)
+    cache = Path(d.cache_dir or default_cache_dir())
+    return Prepared(cfg, doc, notes, extractors, specs, items, cache, source)
+
+
+def config_name(config: str | os.PathLike[str]) -> str:
+    """The config file's stem, used for the default output folder."""
+    return Path(config).stem
+
+
+# ----------------------------------------------------------------------------- extraction
+def _extract_side(prep: Prepared, side: str, progress: bool) -> dict[str, Any]:
+    """Fill the cache for one side over all splits; returns counts."""
+    from .audio import load_for
+    from .cache import FeatureStore, file_key
+
+    ext = prep.extractors[side]
+    spec = prep.specs[side]
+    if prep.source == "csv":
+        return {"extracted": 0, "cached": 0, "source": "csv"}
+    train_audio = [it.audio for it in prep.items["train"] if it.audio]
+    ext.fit(train_audio, str(prep.cache_dir))
+    store = FeatureStore(prep.cache_dir, ext)
+    extracted = total = 0
+    for split in SPLITS:
+        paths = [it.audio for it in prep.items[split]]
+        keys = [file_key(p) for p in paths]  # type: ignore[arg-type]
+        total += len(keys)
+        loader = None
+        if getattr(ext, "reads_audio", True):
+            def loader(p: str, _spec: StreamSpec = spec) -> Any:
+                return load_for(p, _spec.sample_rate, _spec.channels)
+        extracted += store.extract(paths, keys, loader, desc=f"extract {side}:{ext.name} [{split}]",  # type: ignore[arg-type]
+                                   progress=progress)
+    return {"extracted": extracted, "cached": total - extracted, "store": str(store.dir)}
+
+
+def extract_all(prep: Prepared, sides: tuple[str, ...] = ("x", "y"), progress: bool = True) -> dict[str, Any]:
+    """Extract (or find cached) features of every split for the given sides."""
+    return {side: _extract_side(prep, side, progress) for side in sides}
+
+
+def load_side(prep: Prepared, side: str, split: str) -> list[Any]:
+    """The features of one side and split, one tensor per utterance."""
+    from .cache import FeatureStore, file_key
+
+    ext = prep.extractors[side]
+    if prep.source == "csv":
+        return [ext.load_file(getattr(it, f"{side}_file")) for it in prep.items[split]]  # type: ignore[attr-defined]
+    store = FeatureStore(prep.cache_dir, ext)
+    return store.load([file_key(it.audio) for it in prep.items[split]])  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- pairing
+def build_banks(prep: Prepared) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """Aligned frame banks of every split, normalised with train statistics; plus pairing stats."""
+    from .data import FrameBank, normalize_banks
+    from .pairing import align_pair, plan_alignment
+
+    p = prep.cfg.pairing
+    sx, sy = prep.specs["x"], prep.specs["y"]
+    plan = plan_alignment(sx.frame_rate, sy.frame_rate, p.x_repeat, p.y_repeat)
+    banks: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
+    for split in SPLITS:
+        xs, ys = load_side(prep, "x", split), load_side(prep, "y", split)
+        kept_x, kept_y, names, dropped = [], [], [], []
+        for item, a, b in zip(prep.items[split], xs, ys):
+            pair = align_pair(a, b, plan, sx.frame_rate, sy.frame_rate, p.max_length_diff)
+            if pair is None or pair[0].shape[0] == 0:
+                dropped.append({"id": item.id, "x_frames": int(a.shape[0]), "y_frames": int(b.shape[0])})
+                continue
+            kept_x.append(pair[0])
+            kept_y.append(pair[1])
+            names.append(item.id)
+        stats[split] = {"utterances": len(kept_x), "dropped": len(dropped),
+                        "frames": int(sum(t.shape[0] for t in kept_x)), "dropped_examples": dropped[:5]}
+        if len(kept_x) < 2:
+            raise MinecliError(f"the {split} split has {len(kept_x)} usable utterances after pairing "
+                               f"({len(dropped)} dropped for lengths differing by more than "
+                               f"pairing.max_length_diff={p.max_length_diff} frames); it needs at least 2. Check "
+                               "the frame rates, or set pairing.x_repeat / y_repeat or max_length_diff")
+        banks[split] = FrameBank.from_lists(kept_x, kept_y, names)
+    norms = normalize_banks(banks, p.normalization)
+    stats["alignment"] = {"mode": plan.mode, "x_repeat": plan.x_repeat, "y_repeat": plan.y_repeat,
+                          "rate_hz": plan.rate, "describe": plan.describe()}
+    stats["normalization"] = {k: v.state() for k, v in norms.items()}
+    return banks, stats, plan
+
+
+# ----------------------------------------------------------------------------- commands
+def validate_config(config: str | os.PathLike[str], overrides: list[str] | None = None) -> str:
+    """Check a config without loading weights; returns a human summary (raises on problems)."""
+    prep = prepare(config, overrides)
+    lines = [f"{config}: OK"]
+    for side in ("x", "y"):
+        lines.append(f"  {side}: {prep.extractors[side].name} -> {prep.specs[side].describe()}")
+    from .pairing import plan_alignment
+
+    p = prep.cfg.pairing
+    plan = plan_alignment(prep.specs["x"].frame_rate, prep.specs["y"].frame_rate, p.x_repeat, p.y_repeat)
+    lines.append(f"  pairing: {plan.describe()}")
+    lines.append("  splits: " + ", ".join(f"{s} {len(prep.items[s])} files" for s in SPLITS))
+    lines.append(f"  estimator: {prep.cfg.estimator.name}; cache: {prep.cache_dir}")
+    lines.extend(f"  note: {n}" for n in prep.notes)
+    return "\n".join(lines)
+
+
+def extract_config(config: str | os.PathLike[str], overrides: list[str] | None = None, side: str = "both") -> str:
+    """Only fill the feature cache; returns a human summary."""
+    prep = prepare(config, overrides)
+    sides = ("x", "y") if side == "both" else (side,)
+    counts = extract_all(prep, sides, progress=prep.cfg.training.progress)
+    return "\n".join(f"{s}: {prep.extractors[s].name}: {c['extracted']} extracted, {c['cached']} already cached"
+                     for s, c in counts.items())
+
+
+def run_config(config: str | os.PathLike[str], overrides: list[str] | None = None) -> RunResult:
+    """The whole job: extraction, pairing, training, held-out estimate, results on disk."""
+    from .api import classical_baseline
+    from .report import write_results
+    from .trainer import Trainer, entropy_report, result_warnings
+
+    t0 = time.perf_counter()
+    prep = prepare(config, overrides)
+    cfg = prep.cfg
+    out_dir = Path(cfg.output.dir or os.path.join("runs", config_name(config)))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / "config.resolved.yaml", yaml.safe_dump(prep.doc, sort_keys=False))
+    for note in prep.notes:
+        print(f"minecli: note: {note}", file=sys.stderr)
+    counts = extract_all(prep, progress=cfg.training.progress)
+    t_extract = time.perf_counter() - t0
+    banks, stats, plan = build_banks(prep)
+    cx = cfg.x.context_frames or cfg.pairing.context_frames
+    cy = cfg.y.context_frames or cfg.pairing.context_frames
+    training = cfg.training
+    if cfg.pairing.segment_length != training.segment_length:
+        from dataclasses import replace
+
+        training = replace(training, segment_length=cfg.pairing.segment_length)
+    trainer = Trainer(prep.specs["x"], prep.specs["y"], banks["train"], banks["valid"], banks["test"],
+                      context_x=cx, context_y=cy, head_x=cfg.x.head, head_y=cfg.y.head, critic=cfg.critic,
+                      estimator=cfg.estimator, training=training, checkpoint_dir=out_dir / "checkpoints",
+                      save_every=cfg.output.save_every, resume=cfg.output.resume, config_doc=prep.doc)
+    t1 = time.perf_counter()
+    trainer.fit()
+    t_train = time.perf_counter() - t1
+    final = trainer.estimate()
+    entropy = entropy_report(prep.specs["x"], prep.specs["y"], banks["test"])
+    baseline = classical_baseline(banks["test"], prep.specs["x"], prep.specs["y"])
+    warns = result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"], trainer.estimator,
+                            cfg.estimator.eval_negatives)
+    doc = {
+        "minecli_version": __version__,
+        "config_file": str(config),
+        "mi_nats": final["mi_nats"],
+        "mi_bits": final["mi_nats"] / 0.6931471805599453,
+        "ci95_nats": list(final["ci95_nats"]),
+        "ci95_bits": [v / 0.6931471805599453 for v in final["ci95_nats"]],
+        "ci_method": final["ci_method"],
+        "p_value_no_dependence": final["p_value"],
+        "mi_nats_per_second": final["mi_nats"] * plan.rate,
+        "mi_bits_per_second": final["mi_nats"] * plan.rate / 0.6931471805599453,
+        "aligned_frame_rate_hz": plan.rate,
+        "estimator": cfg.estimator.name,
+        "lower_bound": bool(trainer.estimator.lower_bound),
+        "streams": {s: {"extractor": prep.extractors[s].name, "spec": prep.specs[s].to_dict()} for s in ("x", "y")},
+        "entropy": entropy,
+        "baseline": baseline,
+        "warnings": warns,
+        "pairing": stats,
+        "frames": {s: stats[s]["frames"] for s in SPLITS},
+        "pairs_dropped": {s: stats[s]["dropped"] for s in SPLITS},
+        "extraction": counts,
+        "training": {"steps_run": trainer.step, "total_steps": trainer.total_steps, "best_step": trainer.best_step,
+                     "best_valid_mi_nats": trainer.best_value, "stopped_early": trainer.stopped_early,
+                     "pairs_per_second": trainer.step * trainer.pairs_per_step / max(trainer.train_seconds, 1e-9)},
+        "history": trainer.history,
+        "time_seconds": {"extraction": t_extract, "training": t_train, "total": time.perf_counter() - t0},
+        "versions": _versions(),
+        "config": prep.doc,
+    }
+    summary = write_results(out_dir, doc)
+    return RunResult(doc, summary, out_dir)
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import torch
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+           "platform": platform.platform()}
+    try:
+        import torchaudio
+
+        out["torchaudio"] = torchaudio.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return out

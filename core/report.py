@@ -1,0 +1,86 @@
+"""Results on disk: results.json, a one-screen summary, and a PNG of the training curves."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .io import atomic_write, write_json, write_text
+
+
+def summary_text(doc: dict[str, Any]) -> str:
+    """The one-screen human summary of a results document."""
+    lo, hi = doc["ci95_nats"]
+    sx, sy = doc["streams"]["x"], doc["streams"]["y"]
+
+    def stream(s: dict[str, Any]) -> str:
+        from .spec import StreamSpec
+
+        return f"{s['extractor']} ({StreamSpec.from_dict(s['spec']).describe()})"
+
+    lines = [
+        f"I(X;Y) = {doc['mi_nats']:.4f} nats/frame  ({doc['mi_bits']:.4f} bits)   95% CI [{lo:.4f}, {hi:.4f}] nats",
+        f"       = {doc['mi_bits_per_second']:.1f} bits/s at the aligned {doc['aligned_frame_rate_hz']:g} Hz frame rate",
+        f"  x: {stream(sx)}",
+        f"  y: {stream(sy)}",
+        f"  estimator: {doc['estimator']} ({'lower bound' if doc['lower_bound'] else 'not a strict bound'}), "
+        f"test frames {doc['frames']['test']}, CI by {doc['ci_method']}",
+    ]
+    if doc.get("p_value_no_dependence") is not None:
+        lines.append(f"  p-value of no dependence (shuffled pairings): {doc['p_value_no_dependence']:.3g}")
+    for side, ent in (doc.get("entropy") or {}).items():
+        lines.append(f"  H({side.upper()}) plug-in on test {ent['plugin_entropy_nats']:.3f} nats; "
+                     f"log(vocab) {ent['log_vocab_nats']:.3f} nats")
+    base = doc.get("baseline")
+    if base and base.get("method"):
+        lines.append(f"  classical baseline ({base['method']}): {base['mi_nats']:.4f} nats"
+                     + (f"; {base['note']}" if base.get("note") else ""))
+    elif base and base.get("reason"):
+        lines.append(f"  classical baseline: none ({base['reason']})")
+    tr = doc["training"]
+    dropped = doc["pairs_dropped"]
+    lines.append(f"  training: {tr['steps_run']} steps, best at {tr['best_step']} (valid {tr['best_valid_mi_nats']:.4f}), "
+                 f"{'stopped early' if tr['stopped_early'] else 'ran to the end'}, {tr['pairs_per_second']:.0f} pairs/s")
+    lines.append(f"  frames train/valid/test: {doc['frames']['train']}/{doc['frames']['valid']}/{doc['frames']['test']}; "
+                 f"utterances dropped by pairing: {dropped['train']}/{dropped['valid']}/{dropped['test']}")
+    lines.append(f"  time: {doc['time_seconds']['total']:.1f} s (extraction {doc['time_seconds']['extraction']:.1f} s, "
+                 f"training {doc['time_seconds']['training']:.1f} s)")
+    for w in doc.get("warnings") or []:
+        lines.append(f"  WARNING: {w}")
+    return "\n".join(lines)
+
+
+def plot_curves(path: Path, history: list[dict[str, float]], final: float | None = None,
+                ci: tuple[float, float] | None = None, title: str = "") -> None:
+    """Train and validation MI over steps, with the final test estimate as a band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    if history:
+        steps = [h["step"] for h in history]
+        ax.plot(steps, [h["train_mi"] for h in history], label="train (batch mean)", color="#888888")
+        ax.plot(steps, [h["valid_mi"] for h in history], label="validation", color="#1f77b4", marker=".")
+    if final is not None:
+        ax.axhline(final, color="#d62728", linestyle="--", label=f"test estimate {final:.3f}")
+        if ci is not None:
+            ax.axhspan(ci[0], ci[1], color="#d62728", alpha=0.12, label="test 95% CI")
+    ax.set_xlabel("step")
+    ax.set_ylabel("MI (nats)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+
+
+def write_results(out_dir: Path, doc: dict[str, Any]) -> str:
+    """Write results.json, summary.txt and curves.png; return the summary."""
+    summary = summary_text(doc)
+    write_json(out_dir / "results.json", doc)
+    write_text(out_dir / "summary.txt", summary + "\n")
+    title = f"{doc['streams']['x']['extractor']} vs {doc['streams']['y']['extractor']} ({doc['estimator']})"
+    plot_curves(out_dir / "curves.png", doc.get("history") or [], doc["mi_nats"], tuple(doc["ci95_nats"]), title)
+    return summary
