@@ -58,15 +58,16 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
                 split: Sequence[float] = (0.7, 0.1, 0.2), hidden_dims: Sequence[int] = (256, 256),
                 head_x: dict[str, Any] | None = None, head_y: dict[str, Any] | None = None,
                 estimator_params: dict[str, Any] | None = None, n_negatives: int = 16,
-                eval_negatives: int = 64, baseline: bool = True, seed: int = 0,
-                **training: Any) -> MIResult:
+                eval_negatives: int = 64, critic: dict[str, Any] | None = None, baseline: bool = True,
+                seed: int = 0, **training: Any) -> MIResult:
     """Estimate I(X;Y) in nats from paired frames, with a held-out test estimate and a 95% interval.
 
     ``x`` and ``y`` are arrays or tensors of paired frames, float ``[N, D]`` or integer ``[N]`` /
     ``[N, C]`` (index streams; C codebooks), or lists of per-utterance arrays (then the split is by
     utterance, marginals come from other utterances and ``context`` frames around each frame are
     used). Integer arrays are index streams unless ``x_kind``/``y_kind`` say otherwise. Other keyword
-    arguments are training options (steps, batch_size, lr, validate_every, device, threads, ...).
+    arguments are training options (steps, batch_size, lr, validate_every, device, threads, ...);
+    ``critic`` takes critic options (dropout, activation, ...).
     """
     t0 = time.perf_counter()
     per_utt = isinstance(x, (list, tuple)) and not np.isscalar(x[0]) and np.asarray(x[0]).ndim >= 1 \
@@ -108,12 +109,12 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
     normalize_banks(banks, normalization)
 
     train_cfg = parse_params(TrainConfig, {"seed": seed, **training}, "training")
-    critic = CriticConfig(hidden_dims=list(hidden_dims))
+    critic_cfg = parse_params(CriticConfig, {"hidden_dims": list(hidden_dims), **(critic or {})}, "critic")
     est = EstimatorConfig(name=estimator, params=dict(estimator_params or {}), n_negatives=n_negatives,
                           eval_negatives=eval_negatives)
     trainer = Trainer(spec_x, spec_y, banks["train"], banks["valid"], banks["test"], context_x=context,
                       context_y=context, head_x=HeadConfig(**(head_x or {})), head_y=HeadConfig(**(head_y or {})),
-                      critic=critic, estimator=est, training=train_cfg)
+                      critic=critic_cfg, estimator=est, training=train_cfg)
     trainer.fit()
     final = trainer.estimate()
     entropy = entropy_report(spec_x, spec_y, banks["test"])

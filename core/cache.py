@@ -95,7 +95,7 @@ class FeatureStore:
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(todo), desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True, leave=False)
+            bar = tqdm(total=len(todo), desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True, leave=False, disable=None)
         pending: dict[str, torch.Tensor] = {}
         last_flush = time.monotonic()
         batch = max(1, int(getattr(ext, "batch_size", 1)))

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 
 from .errors import ConfigError, MinecliError, PluginError, did_you_mean
-from .params import param, params_to_dict, parse_params
+from .params import fields_of, param, params_to_dict, parse_params
 from .trainer import CriticConfig, EstimatorConfig, HeadConfig, TrainConfig
 
 
@@ -200,11 +200,14 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
             problems.append(f"unknown section '{key}'.{did_you_mean(str(key), SECTIONS)} Sections: {', '.join(SECTIONS)}")
     doc = {k: v for k, v in doc.items() if k in SECTIONS}
     cfg = parse_params(RunConfig, doc, "", problems)
-    if cfg is None or problems:
+    if cfg is None:
         raise ConfigError(_strip(problems), str(path))
-    _check_semantics(cfg, problems)
+    # Plugin names, their params and the data paths are checked even when other keys are wrong, so
+    # one error lists every problem of the file; a section that did not parse (and so holds its
+    # defaults) is not checked again, which would report errors the file does not contain.
+    _check_semantics(cfg, problems, _broken_sections(doc) if problems else set())
     if problems:
-        raise ConfigError(problems, str(path))
+        raise ConfigError(_strip(problems), str(path))
     return cfg, resolved_document(cfg), notes
 
 
@@ -212,13 +215,31 @@ def _strip(problems: list[str]) -> list[str]:
     return [p.replace("'.", "'", 1) if p.startswith("unknown key '.") else p.replace(" '.", " '") for p in problems]
 
 
-def _check_semantics(cfg: RunConfig, problems: list[str]) -> None:
-    """Cross-field checks that need the registry: plugin names, their params, heads, data."""
+def _broken_sections(doc: dict[str, Any]) -> set[str]:
+    """Sections of `doc` that have problems of their own."""
+    broken = set()
+    for f, tp in fields_of(RunConfig):
+        if f.name in doc:
+            local: list[str] = []
+            parse_params(tp, doc[f.name], f.name, local)
+            if local:
+                broken.add(f.name)
+    return broken
+
+
+def _check_semantics(cfg: RunConfig, problems: list[str], skip: set[str] | None = None) -> None:
+    """Cross-field checks that need the registry: plugin names, their params, heads, data.
+
+    Sections named in `skip` are left out (they failed to parse and hold defaults).
+    """
+    skip = skip or set()
     from .registry import get_registry
 
     reg = get_registry()
     for side in ("x", "y"):
         sc: StreamConfig = getattr(cfg, side)
+        if side in skip or not isinstance(sc, StreamConfig):
+            continue
         try:
             cls = reg.get("extractor", sc.extractor).obj
         except PluginError as exc:
@@ -245,14 +266,23 @@ def _check_semantics(cfg: RunConfig, problems: list[str]) -> None:
             problems.append(f"{side}.head.name: {exc}")
         except ConfigError as exc:
             problems.extend(exc.problems)
-    try:
-        ecls = reg.get("estimator", cfg.estimator.name).obj
-        ecls.parse(cfg.estimator.params, "estimator.params")
-    except PluginError as exc:
-        problems.append(f"estimator.name: {exc}")
-    except ConfigError as exc:
-        problems.extend(exc.problems)
+    if "estimator" not in skip and isinstance(cfg.estimator, EstimatorConfig):
+        try:
+            ecls = reg.get("estimator", cfg.estimator.name).obj
+            ecls.parse(cfg.estimator.params, "estimator.params")
+        except PluginError as exc:
+            problems.append(f"estimator.name: {exc}")
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    pr, tr = cfg.pairing, cfg.training
+    if (isinstance(pr, PairingConfig) and isinstance(tr, TrainConfig) and tr.segment_length != 1
+            and tr.segment_length != pr.segment_length):
+        # The run crops segments of pairing.segment_length; a different training value would be ignored.
+        problems.append(f"training.segment_length ({tr.segment_length}) differs from pairing.segment_length "
+                        f"({pr.segment_length}); set pairing.segment_length={tr.segment_length} instead")
     d = cfg.data
+    if "data" in skip or not isinstance(d, DataConfig):
+        return
     lists = [d.train, d.valid, d.test]
     csvs = [d.train_csv, d.valid_csv, d.test_csv]
     if any(csvs) and any(lists):

@@ -144,10 +144,22 @@ def config_name(config: str | os.PathLike[str]) -> str:
 
 
 # ----------------------------------------------------------------------------- extraction
+def _cache_key(ext: Extractor, audio: str) -> str:
+    """Cache key of one utterance: the identity of the file the extractor reads.
+
+    That is the audio file, except for extractors that read a file of their own (precomputed
+    features), whose entry must follow that file, or rewritten features would never be read again.
+    """
+    from .cache import file_key
+
+    feature_path = getattr(ext, "feature_path", None)
+    return file_key(feature_path(audio) if callable(feature_path) else audio)
+
+
 def _extract_side(prep: Prepared, side: str, progress: bool) -> dict[str, Any]:
     """Fill the cache for one side over all splits; returns counts."""
     from .audio import load_for
-    from .cache import FeatureStore, file_key
+    from .cache import FeatureStore
 
     ext = prep.extractors[side]
     spec = prep.specs[side]
@@ -159,7 +171,7 @@ def _extract_side(prep: Prepared, side: str, progress: bool) -> dict[str, Any]:
     extracted = total = 0
     for split in SPLITS:
         paths = [it.audio for it in prep.items[split]]
-        keys = [file_key(p) for p in paths]  # type: ignore[arg-type]
+        keys = [_cache_key(ext, p) for p in paths]  # type: ignore[arg-type]
         total += len(keys)
         loader = None
         if getattr(ext, "reads_audio", True):
@@ -177,13 +189,13 @@ def extract_all(prep: Prepared, sides: tuple[str, ...] = ("x", "y"), progress: b
 
 def load_side(prep: Prepared, side: str, split: str) -> list[Any]:
     """The features of one side and split, one tensor per utterance."""
-    from .cache import FeatureStore, file_key
+    from .cache import FeatureStore
 
     ext = prep.extractors[side]
     if prep.source == "csv":
         return [ext.load_file(getattr(it, f"{side}_file")) for it in prep.items[split]]  # type: ignore[attr-defined]
     store = FeatureStore(prep.cache_dir, ext)
-    return store.load([file_key(it.audio) for it in prep.items[split]])  # type: ignore[arg-type]
+    return store.load([_cache_key(ext, it.audio) for it in prep.items[split]])  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- pairing

@@ -204,7 +204,7 @@ class _Progress:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", file=sys.stderr,
-                            dynamic_ncols=True, leave=False)
+                            dynamic_ncols=True, leave=False, disable=None)
 
     def update(self, n: int = 1, **post: Any) -> None:
         if self.bar is not None:
@@ -420,7 +420,7 @@ class Trainer:
             v = float(self.estimator.bound(tj, tm))
             return v, v, "none"
         n = tj.shape[0]
-        by_utt = bank.n_utts >= 20 and bank.n_utts < n
+        by_utt = bank.n_utts >= 10 and bank.n_utts < n
         vals = []
         # Resampling whole utterances keeps their internal correlation in the interval.
         lengths = bank.offsets[1:] - bank.offsets[:-1]

@@ -417,7 +417,9 @@ class Phones(Extractor):
         if audio_path is None:
             raise ValueError("phones with pocketsphinx_mode: align needs the audio path to find its transcript")
         transcript = self._find_transcript(audio_path)
-        text = " ".join(Path(transcript).read_text(encoding="utf-8").lower().split())
+        raw = Path(transcript).read_text(encoding="utf-8").lower()
+        # Dictionaries hold bare words: drop punctuation but keep in-word apostrophes (it's, man's).
+        text = " ".join(re.sub(r"[^\w' ]+|(?<!\w)'|'(?!\w)", " ", raw).split())
         try:
             dec.set_align_text(text)
         except Exception as exc:  # pocketsphinx raises RuntimeError for words missing from the dictionary

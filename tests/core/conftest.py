@@ -1,0 +1,93 @@
+"""Tiny audio datasets and run configs for the pipeline tests; everything lives under tmp_path."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+SAMPLE_RATE = 16000
+#: utterance lengths in samples: different per file, so frame counts are not all alike
+DURATIONS = {"train": (16000, 14400, 17600, 16000, 12800), "valid": (16000, 14400), "test": (16000, 17600)}
+
+
+def tone(n_samples: int, seed: int) -> np.ndarray:
+    """A chirp whose start frequency depends on the seed, plus a little noise."""
+    t = np.arange(n_samples) / SAMPLE_RATE
+    rng = np.random.default_rng(seed)
+    f0 = 150.0 + 40.0 * seed
+    sig = 0.3 * np.sin(2 * np.pi * (f0 + 300.0 * t) * t) + 0.03 * rng.standard_normal(n_samples)
+    return sig.astype(np.float32)
+
+
+@pytest.fixture
+def audio_dataset(tmp_path) -> dict[str, Any]:
+    """WAV files for train/valid/test and one filelist per split (relative paths, as users write them)."""
+    import soundfile as sf
+
+    root = tmp_path / "audio"
+    root.mkdir()
+    lists: dict[str, Path] = {}
+    files: dict[str, list[Path]] = {}
+    seed = 0
+    for split, lengths in DURATIONS.items():
+        files[split] = []
+        for n in lengths:
+            path = root / f"{split}{seed:02d}.wav"
+            sf.write(str(path), tone(n, seed), SAMPLE_RATE, subtype="FLOAT")
+            files[split].append(path)
+            seed += 1
+        lists[split] = root / f"filelist.{split}"
+        lists[split].write_text("".join(f"{p.name}\n" for p in files[split]))
+    return {"root": root, "lists": lists, "files": files, "samples": DURATIONS}
+
+
+def run_doc(dataset: dict[str, Any], tmp_path: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A small, fast mel vs complex-spectrogram config; `sections` update (not replace) the defaults."""
+    doc: dict[str, Any] = {
+        "data": {split: str(path) for split, path in dataset["lists"].items()} | {"cache_dir": str(tmp_path / "cache")},
+        "x": {"extractor": "mel", "params": {"n_mels": 8, "n_fft": 256}},
+        "y": {"extractor": "complex_spec", "params": {"n_fft": 64, "frame_rate": 50}},
+        "critic": {"hidden_dims": [16]},
+        "estimator": {"n_negatives": 4, "eval_negatives": 8},
+        "training": {"steps": 20, "batch_size": 32, "validate_every": 10, "bootstrap": 20, "null_permutations": 0,
+                     "progress": False, "threads": 1, "lr": "1e-3", "device": "cpu"},
+        "output": {"dir": str(tmp_path / "out"), "save_every": 10},
+    }
+    for name, values in sections.items():
+        doc.setdefault(name, {}).update(values)
+    return doc
+
+
+def write_yaml(path: Path, doc: dict[str, Any]) -> Path:
+    """Write a config document and return its path."""
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(name="run_doc")
+def run_doc_fixture(audio_dataset, tmp_path):
+    """``run_doc(**sections)``: the small config document for the generated dataset."""
+
+    def _make(**sections: dict[str, Any]) -> dict[str, Any]:
+        return run_doc(audio_dataset, tmp_path, **sections)
+
+    return _make
+
+
+@pytest.fixture(name="write_yaml")
+def write_yaml_fixture():
+    """``write_yaml(path, doc)``."""
+    return write_yaml
+
+
+@pytest.fixture
+def run_config_file(audio_dataset, tmp_path):
+    """Write the small run config (with optional section updates) and return its path."""
+
+    def _make(name: str = "pair.yaml", **sections: dict[str, Any]) -> Path:
+        return write_yaml(tmp_path / name, run_doc(audio_dataset, tmp_path, **sections))
+
+    return _make

@@ -1,0 +1,61 @@
+"""Frame banks: context windows, segment crops and marginal draws respect utterance boundaries."""
+from __future__ import annotations
+
+import torch
+
+from minecli.core.data import FrameBank, Normalizer
+
+
+def _bank(lengths):
+    xs = [torch.arange(n, dtype=torch.float32)[:, None] + 1000 * i for i, n in enumerate(lengths)]
+    ys = [torch.full((n, 1), i, dtype=torch.long) for i, n in enumerate(lengths)]
+    return FrameBank.from_lists(xs, ys)
+
+
+def test_windows_are_clamped_inside_each_utterance():
+    bank = _bank([3, 5])
+    win = bank.windows(torch.tensor([0, 2, 3, 7]), 3)
+    assert win.tolist() == [[0, 0, 1], [1, 2, 2], [3, 3, 4], [6, 7, 7]]
+    x, y = bank.gather(torch.tensor([3]), 3, 1)
+    assert x.shape == (1, 3, 1) and y.shape == (1, 1, 1)
+
+
+def test_segments_stay_in_one_utterance_and_cover_whole_utterances():
+    bank = _bank([40, 7, 100])
+    g = torch.Generator().manual_seed(0)
+    seen_starts = set()
+    for _ in range(200):
+        idx = bank.sample_segments(g, 4, 10).reshape(4, 10)
+        utt = bank.utt[idx]
+        assert (utt == utt[:, :1]).all()
+        seen_starts.update(int(i) for i in idx[:, 0] - bank.start[idx[:, 0]])
+    # Crops start anywhere in an utterance, not only at its beginning.
+    assert max(seen_starts) > 50
+
+
+def test_marginal_draws_come_from_other_utterances_and_are_uniform():
+    bank = _bank([10, 20, 30])
+    g = torch.Generator().manual_seed(1)
+    frames = torch.arange(bank.n_frames)
+    neg = bank.other_utterance_frames(g, frames, 200)
+    assert (bank.utt[neg] != bank.utt[frames][:, None]).all()
+    # Frames of utterance 0 should draw from utterances 1 and 2 in proportion 20:30.
+    from_u2 = (bank.utt[neg[:10]] == 2).float().mean()
+    assert abs(float(from_u2) - 0.6) < 0.05
+
+
+def test_normalizer_uses_given_statistics():
+    train = torch.tensor([[0.0, 5.0], [2.0, 5.0]])
+    norm = Normalizer.fit(train, "standard")
+    out = norm(torch.tensor([[1.0, 5.0]]))
+    assert torch.allclose(out, torch.tensor([[0.0, 0.0]]))  # constant column keeps scale 1
+    mm = Normalizer.fit(train, "minmax")
+    assert torch.allclose(mm(torch.tensor([[2.0, 5.0]])), torch.tensor([[1.0, 0.0]]))
+    assert Normalizer.fit(torch.tensor([[1], [2]]), "standard").method == "none"  # index streams untouched
+
+
+def test_subset_utts_keeps_whole_utterances_in_order():
+    bank = _bank([3, 4, 5])
+    sub = bank.subset_utts(torch.tensor([2, 0]))
+    assert sub.offsets.tolist() == [0, 5, 8]
+    assert sub.y[:, 0].tolist() == [2] * 5 + [0] * 3
