@@ -38,8 +38,15 @@ class Extractor(Plugin):
 
     ``spec()`` must not load weights or import model libraries; ``load()`` does the heavy work and
     is called once before the first ``__call__``.
+
+    Optional: an extractor built on pretrained weights may offer ``use_random_weights(seed)``, which
+    puts the real architecture with random weights in place of the download, so the contract checks
+    of ``minecli.testing`` and benchmarks run where the weights are not available.
     """
 
+    #: how many frames the output may differ from ``duration * spec().frame_rate`` (models that pad
+    #: their input or trim the edges declare more); checked by ``minecli.testing.check_extractor``
+    frame_tolerance: ClassVar[float] = 1.0
     #: True when the extractor reads something other than the waveform (e.g. precomputed files)
     needs_path: ClassVar[bool] = False
     #: False when the extractor never looks at the waveform (the pipeline then skips reading audio)

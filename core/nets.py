@@ -65,12 +65,16 @@ class Critic(nn.Module):
     """T(x, y) = MLP(concat(head_x(x), head_y(y))).
 
     The first layer is split as W_x h_x + W_y h_y, so heads and first layer run once per batch and
-    marginal pairs only add the cheap sum plus the rest of the MLP.
+    marginal pairs only add the cheap sum plus the rest of the MLP. An optional bilinear term
+    <U h_x, V h_y> of rank ``bilinear_dim`` is added to the MLP's output: products of x and y
+    features are what an MLP on concatenated inputs learns slowest, and a bilinear term gets them
+    directly (it is exact for the log density ratio of jointly Gaussian streams).
     """
 
     def __init__(self, head_x: nn.Module, head_y: nn.Module, hidden_dims: list[int], act: str = "relu",
-                 dropout: float = 0.0, batch_norm: bool = False) -> None:
+                 dropout: float = 0.0, batch_norm: bool = False, bilinear_dim: int = 0) -> None:
         super().__init__()
+        self.bilinear_dim = int(bilinear_dim)
         self.head_x, self.head_y = head_x, head_y
         dx, dy = int(head_x.out_dim), int(head_y.out_dim)
         first = hidden_dims[0] if hidden_dims else 1
@@ -92,14 +96,23 @@ class Critic(nn.Module):
             rest.append(out)
         self.rest = nn.Sequential(*rest)
         self.batch_norm = batch_norm
+        self.hidden = first
+        if self.bilinear_dim:
+            self.bil_x = nn.Linear(dx, self.bilinear_dim, bias=False)
+            self.bil_y = nn.Linear(dy, self.bilinear_dim, bias=False)
+            # Start near zero so the bilinear term joins in as training finds it useful.
+            nn.init.normal_(self.bil_x.weight, std=0.01)
+            nn.init.normal_(self.bil_y.weight, std=0.01)
 
     def encode_x(self, x: torch.Tensor) -> torch.Tensor:
-        """First-layer contribution of x: ``[N, H]``."""
-        return self.first_x(self.head_x(x))
+        """First-layer contribution of x (and its bilinear factor): ``[N, H (+ B)]``."""
+        h = self.head_x(x)
+        return torch.cat([self.first_x(h), self.bil_x(h)], 1) if self.bilinear_dim else self.first_x(h)
 
     def encode_y(self, y: torch.Tensor) -> torch.Tensor:
-        """First-layer contribution of y: ``[N, H]``."""
-        return self.first_y(self.head_y(y))
+        """First-layer contribution of y (and its bilinear factor): ``[N, H (+ B)]``."""
+        h = self.head_y(y)
+        return torch.cat([self.first_y(h), self.bil_y(h)], 1) if self.bilinear_dim else self.first_y(h)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """First-layer activations of each side: ``[N, H]`` and ``[N, H]``."""
@@ -108,15 +121,28 @@ class Critic(nn.Module):
     def pair_scores(self, ax: torch.Tensor, ay: torch.Tensor, ay_neg: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Scores of joint pairs ``[N]`` and of x_i with K marginal y's ``ay_neg [N, K, H]`` -> ``[N, K]``."""
         n = ax.shape[0]
+        if self.bilinear_dim:
+            hdim = self.hidden
+            bx, by = ax[:, hdim:], ay[:, hdim:]
+            ax, ay = ax[:, :hdim], ay[:, :hdim]
+            bil_j = (bx * by).sum(-1)
         if ay_neg is None:
-            return self._rest(ax + ay).reshape(n), None
+            tj = self._rest(ax + ay).reshape(n)
+            return (tj + bil_j if self.bilinear_dim else tj), None
+        if self.bilinear_dim:
+            bil_m = torch.einsum("nb,nkb->nk", bx, ay_neg[..., hdim:])
+            ay_neg = ay_neg[..., :hdim]
         k = ay_neg.shape[1]
         marg_in = (ax[:, None, :] + ay_neg).reshape(n * k, -1)
         if self.batch_norm:
             # Compatibility with the original pipeline: joint and marginal normalised separately.
-            return self._rest(ax + ay).reshape(n), self._rest(marg_in).reshape(n, k)
-        both = self._rest(torch.cat([ax + ay, marg_in], dim=0)).reshape(-1)
-        return both[:n], both[n:].reshape(n, k)
+            tj, tm = self._rest(ax + ay).reshape(n), self._rest(marg_in).reshape(n, k)
+        else:
+            both = self._rest(torch.cat([ax + ay, marg_in], dim=0)).reshape(-1)
+            tj, tm = both[:n], both[n:].reshape(n, k)
+        if self.bilinear_dim:
+            return tj + bil_j, tm + bil_m
+        return tj, tm
 
     def _rest(self, h: torch.Tensor) -> torch.Tensor:
         return self.rest(h) if len(self.rest) else h

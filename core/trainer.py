@@ -46,6 +46,7 @@ class CriticConfig:
     dropout: float = param(0.0, help="dropout rate after each hidden layer")
     batch_norm: bool = param(False, help="BatchNorm after hidden layers; normalises joint and marginal passes "
                                          "separately, which erases the signal: kept only for compatibility")
+    bilinear_dim: int = param(0, help="rank of an extra bilinear term <U h_x, V h_y> added to the MLP score (0: none)")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
@@ -178,7 +179,8 @@ def build_critic(spec_x: StreamSpec, spec_y: StreamSpec, cx: int, cy: int, head_
         warnings.warn("critic.batch_norm normalises joint and marginal pairs separately, which erases the "
                       "dependence the critic must detect; estimates will be biased towards 0", stacklevel=2)
     return Critic(build_head(spec_x, cx, head_x, "x"), build_head(spec_y, cy, head_y, "y"),
-                  list(critic.hidden_dims), critic.activation, critic.dropout, critic.batch_norm)
+                  list(critic.hidden_dims), critic.activation, critic.dropout, critic.batch_norm,
+                  critic.bilinear_dim)
 
 
 def _check_bank(bank: FrameBank, spec: StreamSpec, side: str, split: str) -> None:

@@ -60,6 +60,28 @@ class _STFTBase(Extractor):
         if sample_rate != self.params.sample_rate:
             raise ValueError(f"{self.name} expects audio at {self.params.sample_rate} Hz, got {sample_rate} Hz")
 
+    def _transform(self, wave: Any) -> Any:
+        """Run the transform on a mono signal; ``None`` when the signal is too short for any frame.
+
+        The centred STFT reflect-pads n_fft / 2 samples, which torch refuses for shorter input, so very
+        short input is zero-extended first and the frames past ``1 + samples // hop`` are dropped.
+        """
+        import torch
+
+        p = self.params
+        x = self._mono(wave)
+        n = x.shape[-1]
+        if p.center:
+            if n == 0:
+                return None
+            need = p.n_fft // 2 + 1
+            if n < need:
+                x = torch.nn.functional.pad(x, (0, need - n))
+            return self._tf(x)[..., : 1 + n // p.hop]
+        if n < p.n_fft:
+            return None
+        return self._tf(x)
+
 
 class ComplexSpec(_STFTBase):
     """Real and imaginary STFT parts stacked: ``[T, 2 * (n_fft / 2 + 1)]``."""
@@ -85,7 +107,9 @@ class ComplexSpec(_STFTBase):
 
         self._check_rate(sample_rate)
         self.ensure_loaded()
-        spec = self._tf(self._mono(wave))  # [F, T] complex
+        spec = self._transform(wave)  # [F, T] complex
+        if spec is None:
+            return torch.zeros(0, self.spec().width)
         return torch.cat([spec.real, spec.imag], dim=0).T.contiguous().float()
 
 
@@ -123,7 +147,9 @@ class LogMel(_STFTBase):
 
         self._check_rate(sample_rate)
         self.ensure_loaded()
-        mel = self._tf(self._mono(wave))  # [n_mels, T]
+        mel = self._transform(wave)  # [n_mels, T]
+        if mel is None:
+            return torch.zeros(0, self.params.n_mels)
         return torch.log(torch.clamp(mel, min=self.params.log_floor)).T.contiguous().float()
 
 

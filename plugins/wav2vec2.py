@@ -259,6 +259,21 @@ class Wav2Vec2(Extractor):
             raise MinecliError(f"wav2vec2: {target} does not hold {key} weights: {_one_line(exc)}") from None
         return model
 
+    def use_random_weights(self, seed: int = 0) -> None:
+        """Use the torchaudio bundle's architecture with random weights instead of a download (tests, benchmarks)."""
+        import torch
+        import torchaudio
+        from torchaudio import models
+
+        if self._backend != "torchaudio":
+            raise MinecliError("wav2vec2: use_random_weights builds torchaudio bundles (e.g. model: WAV2VEC2_BASE); "
+                               "for a Hugging Face model, assign a randomly initialised transformers model instead")
+        bundle = getattr(torchaudio.pipelines, self.params.model.upper())
+        factory = models.wavlm_model if bundle._model_type == "WavLM" else models.wav2vec2_model
+        torch.manual_seed(seed)
+        self._model = factory(**bundle._params)
+        self._loaded = False
+
     def _load_hf(self) -> None:
         try:
             import transformers
