@@ -4,6 +4,8 @@ Importing this module is cheap (no torch): minecli imports every plugin to list 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from minecli import hookimpl
 
 from .extractor import KMeansParams, KMeansTokens
@@ -12,7 +14,8 @@ __version__ = "0.1.0"
 
 
 @hookimpl
-def register_extractors(register):
+def register_extractors(register: Callable[[type], None]) -> None:
+    """Register the ``kmeans`` extractor."""
     register(KMeansTokens)
 
 

@@ -76,18 +76,22 @@ class KMeansTokens(Extractor):
     # How the pipeline feeds this extractor is how it feeds the base.
     @property
     def reads_audio(self) -> bool:  # type: ignore[override]
+        """Whether the pipeline reads audio for it: as for the base extractor."""
         return bool(getattr(self.base, "reads_audio", True))
 
     @property
     def needs_path(self) -> bool:  # type: ignore[override]
+        """Whether it reads files beside the audio: as for the base extractor."""
         return bool(getattr(self.base, "needs_path", False))
 
     @property
     def batch_size(self) -> int:  # type: ignore[override]
+        """Utterances per extract_batch call: the base extractor's."""
         return int(getattr(self.base, "batch_size", 1))
 
     @property
     def frame_tolerance(self) -> float:  # type: ignore[override]
+        """Frames the output may differ from duration x frame_rate: the base extractor's."""
         return float(getattr(self.base, "frame_tolerance", 1.0))
 
     def spec(self) -> StreamSpec:
