@@ -123,7 +123,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--estimator", default="mine")
     ap.add_argument("--no-write", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra estimate_mi option, YAML value (e.g. --set critic={bilinear_dim: 32})")
     args = ap.parse_args()
+    import yaml
+
+    extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
 
     import torch
 
@@ -139,7 +144,7 @@ def main() -> None:
             continue
         x, y, truth = make(args.seed)
         t0 = time.perf_counter()
-        r = minecli.estimate_mi(x, y, estimator=args.estimator, seed=args.seed, progress=False)
+        r = minecli.estimate_mi(x, y, estimator=args.estimator, seed=args.seed, progress=False, **extra)
         sec = time.perf_counter() - t0
         lo, hi = r.ci95_nats
         err = r.mi_nats - truth
@@ -164,7 +169,8 @@ def main() -> None:
         rev = "?"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = (f"\n## Accuracy on tasks with known MI ({stamp})\n\n"
-            f"Command: `{cmd.strip()}` at commit {rev}, estimator `{args.estimator}`, 10,000 samples per task, "
+            f"Command: `{cmd.strip()}` at commit {rev}, estimator `{args.estimator}`, options {extra or 'default'}, "
+            f"10,000 samples per task, "
             f"1 torch thread.\nMachine: {machine()}.\n\n{header}\n|---|---|---|---|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n")
     with open(Path(__file__).parent / "RESULTS.md", "a", encoding="utf-8") as fh:

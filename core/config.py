@@ -182,6 +182,48 @@ def _seed_compat(doc: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     return doc
 
 
+_SEED_MODEL_KEYS = {"x_type", "y_type", "x_dim", "y_dim", "x_vocab_size", "y_vocab_size", "x_embedding_dim",
+                    "y_embedding_dim", "x_proj_dim", "y_proj_dim", "hidden_dims", "activation", "batch_norm",
+                    "dropout", "bias_correction_method"}
+
+
+def _map_seed_model(doc: dict[str, Any], notes: list[str]) -> list[str]:
+    """Turn the original pipeline's ``model`` section into x/y streams (precomputed), heads and critic.
+
+    Only meaningful with precomputed features (its CSVs); ``x``/``y`` sections given explicitly win.
+    """
+    model = doc.pop("model")
+    if not isinstance(model, dict):
+        return ["model must be a mapping"]
+    problems = [f"unknown key 'model.{k}'.{did_you_mean(str(k), sorted(_SEED_MODEL_KEYS))}"
+                for k in model if k not in _SEED_MODEL_KEYS]
+    pairing = doc.get("pairing") or {}
+    for side in ("x", "y"):
+        if side in doc:
+            continue
+        kind = model.get(f"{side}_type", "float")
+        repeat = pairing.get(f"{side}_repeat", 1)
+        # The original had no frame rates; with explicit repeats only their ratio matters.
+        rate = 100.0 / repeat if isinstance(repeat, int) and repeat > 0 else 100.0
+        if kind == "index":
+            params = {"kind": "index", "vocab_size": model.get(f"{side}_vocab_size"), "frame_rate": rate}
+            head = {"name": "embedding", "params": {"dim": model.get(f"{side}_embedding_dim", 64)}}
+        else:
+            params = {"kind": "float", "dim": model.get(f"{side}_dim"), "frame_rate": rate}
+            proj = model.get(f"{side}_proj_dim")
+            head = {"name": "projection", "params": {"dim": proj}} if proj else {"name": "identity"}
+        doc[side] = {"extractor": "precomputed", "params": params, "head": head}
+    critic = doc.setdefault("critic", {})
+    for key in ("hidden_dims", "activation", "batch_norm", "dropout"):
+        if key in model:
+            critic.setdefault(key, model[key])
+    method = model.get("bias_correction_method")
+    if method is not None and "estimator" not in doc:
+        doc["estimator"] = {"name": "dv" if str(method) == "none" else "mine"}
+    notes.append("mapped the original model section onto x/y (precomputed features), heads and critic")
+    return problems
+
+
 def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None) -> tuple[RunConfig, dict[str, Any], list[str]]:
     """Read, override and check a config; every problem is reported in one ConfigError.
 
@@ -190,10 +232,11 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
     raw = read_yaml(path)
     doc = apply_overrides(raw, list(overrides or []))
     notes: list[str] = []
-    if "model" in doc:
-        raise ConfigError("the 'model' section of the original pipeline is replaced by x, y (extractor, head) and "
-                          "critic; see configs/pair.yaml", str(path))
     doc = _seed_compat(doc, notes)
+    if "model" in doc:
+        problems_model = _map_seed_model(doc, notes)
+        if problems_model:
+            raise ConfigError(problems_model, str(path))
     problems: list[str] = []
     for key in doc:
         if key not in SECTIONS:

@@ -93,6 +93,9 @@ class Critic(nn.Module):
                     rest.append(nn.Dropout(dropout))
                 prev = h
             out = nn.Linear(prev, 1)
+            # Near-zero scores at the start make every bound start at ~0, the no-information value.
+            nn.init.normal_(out.weight, std=0.01)
+            nn.init.zeros_(out.bias)
             rest.append(out)
         self.rest = nn.Sequential(*rest)
         self.batch_norm = batch_norm

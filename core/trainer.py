@@ -41,7 +41,7 @@ class HeadConfig:
 class CriticConfig:
     """The MLP that scores concatenated head outputs."""
 
-    hidden_dims: list[int] = param([256, 256], help="hidden layer sizes of the critic MLP")
+    hidden_dims: list[int] = param([128, 128], help="hidden layer sizes of the critic MLP")
     activation: Literal["relu", "leaky_relu", "elu", "gelu", "tanh"] = param("relu", help="activation function")
     dropout: float = param(0.0, help="dropout rate after each hidden layer")
     batch_norm: bool = param(False, help="BatchNorm after hidden layers; normalises joint and marginal passes "
@@ -61,7 +61,7 @@ class EstimatorConfig:
 
     name: str = param("mine", help="estimator plugin: mine, dv, nwj, infonce, smile, ...")
     params: dict = param({}, help="the estimator's parameters (e.g. ema_decay for mine, tau for smile)")
-    n_negatives: int = param(16, help="marginal samples per positive pair during training")
+    n_negatives: int = param(4, help="marginal samples per positive pair during training")
     eval_negatives: int = param(64, help="marginal samples per frame for validation and the final test estimate")
 
     def __post_init__(self) -> None:
@@ -79,7 +79,12 @@ class TrainConfig:
     segment_length: int = param(1, help="consecutive frames per segment (random crops anywhere in an utterance)")
     lr: float = param(1e-3, help="Adam learning rate")
     weight_decay: float = param(0.0, help="AdamW weight decay")
-    lr_schedule: Literal["constant", "cosine"] = param("cosine", help="learning-rate schedule over the planned steps")
+    lr_schedule: Literal["constant", "cosine", "plateau"] = param(
+        "plateau", help="plateau: multiply lr by lr_decay after lr_patience validations without improvement; "
+                        "cosine: over the planned steps; constant")
+    lr_decay: float = param(0.3, help="factor applied to lr on a plateau")
+    lr_patience: int = param(3, help="validations without improvement before lr is lowered (plateau)")
+    min_lr_ratio: float = param(0.01, help="lr never goes below lr * min_lr_ratio")
     grad_clip: float | None = param(10.0, help="clip the gradient norm (null: no clipping)")
     validate_every: int = param(100, help="validate every N steps")
     valid_frames: int = param(20000, help="frames of the validation split used for the fixed validation protocol")
@@ -266,6 +271,8 @@ class Trainer:
         self.best_value = -math.inf
         self.best_step = 0
         self.bad_validations = 0
+        self.lr_scale = 1.0
+        self.since_lr_change = 0
         self.stopped_early = False
         self.history: list[dict[str, float]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -329,6 +336,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def _lr_at(self, step: int) -> float:
+        if self.cfg.lr_schedule == "plateau":
+            return self.cfg.lr * self.lr_scale
         if self.cfg.lr_schedule == "cosine":
             # Decay to 10% of the peak: small final steps sharpen the critic without freezing it.
             frac = min(1.0, step / max(1, self.total_steps))
@@ -346,6 +355,12 @@ class Trainer:
         acc_n = 0
         t0 = time.perf_counter()
         self.model.train()
+        if self.step == 0 and not self.history:
+            # The untrained critic scores ~0 everywhere: its bound (~0) is the baseline any trained
+            # state must beat, so independent streams end near 0 rather than at an overfit negative.
+            self.best_value = self.validate()
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.history.append({"step": 0, "train_mi": 0.0, "valid_mi": self.best_value, "lr": self._lr_at(0)})
         try:
             while self.step < self.total_steps and not self.stopped_early:
                 for group in self.opt.param_groups:
@@ -377,10 +392,17 @@ class Trainer:
                                          "lr": self._lr_at(self.step - 1)})
                     if valid_mi > self.best_value:
                         self.best_value, self.best_step, self.bad_validations = valid_mi, self.step, 0
+                        self.since_lr_change = 0
                         self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                         self._save("best")
                     else:
                         self.bad_validations += 1
+                        self.since_lr_change += 1
+                        if (cfg.lr_schedule == "plateau" and self.since_lr_change >= cfg.lr_patience
+                                and self.lr_scale > cfg.min_lr_ratio):
+                            # A smaller step sharpens the critic before early stopping gives up.
+                            self.lr_scale = max(cfg.min_lr_ratio, self.lr_scale * cfg.lr_decay)
+                            self.since_lr_change = 0
                     bar.update(0, train=train_mi, valid=valid_mi, best=self.best_value)
                     pat = cfg.early_stopping_patience
                     if pat is not None and self.bad_validations >= pat and self.step >= cfg.min_steps:
@@ -490,6 +512,7 @@ class Trainer:
             save_file(tensors, str(tmp / "trainer.safetensors"))
             doc = {"step": self.step, "total_steps": self.total_steps, "best_value": self.best_value,
                    "best_step": self.best_step, "bad_validations": self.bad_validations,
+                   "lr_scale": self.lr_scale, "since_lr_change": self.since_lr_change,
                    "stopped_early": self.stopped_early, "history": self.history,
                    "estimator_state": self.estimator.state_dict(), "param_groups": opt["param_groups"],
                    "opt_scalars": scalars, "train_seconds": self.train_seconds, "config": self.config_doc}
@@ -529,6 +552,8 @@ class Trainer:
         self.best_state = best or None
         self.step, self.best_value = int(doc["step"]), float(doc["best_value"])
         self.best_step, self.bad_validations = int(doc["best_step"]), int(doc["bad_validations"])
+        self.lr_scale = float(doc.get("lr_scale", 1.0))
+        self.since_lr_change = int(doc.get("since_lr_change", 0))
         self.stopped_early = bool(doc["stopped_early"])
         self.history = list(doc["history"])
         self.estimator.load_state_dict(doc.get("estimator_state", {}))

@@ -254,9 +254,29 @@ def test_the_original_pipelines_key_names_are_read(tmp_path, base):
     assert any("num_workers" in n for n in notes) and any("pairing" in n for n in notes)
 
 
-def test_the_original_model_section_gets_a_pointer(tmp_path, base):
-    base["model"] = {"x_type": "index"}
-    with pytest.raises(ConfigError, match="'model' section .* replaced by x, y"):
+def test_the_original_model_section_maps_onto_streams_heads_and_critic(tmp_path, base):
+    doc = {k: v for k, v in base.items() if k not in ("x", "y", "critic", "estimator")}
+    doc["data"] = {"segment_length": 300, "x_repeat": 4, "y_repeat": 1}
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"{split}.csv").write_text("id,x_feature,y_feature\n")
+        doc["data"][f"{split}_csv"] = str(tmp_path / f"{split}.csv")
+    doc["model"] = {"x_type": "index", "y_type": "float", "x_dim": 256, "y_dim": 2050, "x_vocab_size": 6561,
+                    "x_embedding_dim": 256, "y_proj_dim": 32, "hidden_dims": [64], "activation": "relu",
+                    "batch_norm": False, "dropout": 0.5, "bias_correction_method": "none"}
+    cfg, resolved, notes = load(tmp_path, doc)
+    assert cfg.x.extractor == cfg.y.extractor == "precomputed"
+    assert cfg.x.params["kind"] == "index" and cfg.x.params["vocab_size"] == 6561
+    assert cfg.x.params["frame_rate"] == 25.0  # repeated x4 onto the 100 Hz grid
+    assert cfg.x.head.name == "embedding" and cfg.x.head.params == {"dim": 256}
+    assert cfg.y.params["dim"] == 2050 and cfg.y.head.params == {"dim": 32}
+    assert cfg.critic.hidden_dims == [64] and cfg.critic.dropout == 0.5
+    assert cfg.estimator.name == "dv"  # the original's 'none' is the plain DV gradient
+    assert any("model section" in n for n in notes)
+
+
+def test_unknown_keys_in_the_original_model_section_are_named(tmp_path, base):
+    base["model"] = {"x_type": "index", "x_vocab_sise": 10}
+    with pytest.raises(ConfigError, match="model.x_vocab_sise.*Did you mean 'x_vocab_size'"):
         load(tmp_path, base)
 
 
