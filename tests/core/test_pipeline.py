@@ -409,7 +409,8 @@ def test_run_writes_results_with_sane_numbers(run_config_file, audio_dataset, tm
     assert doc["pairing"]["alignment"]["y_repeat"] == 2
     assert doc["extraction"]["x"]["extracted"] == 9 and doc["extraction"]["y"]["extracted"] == 9
     assert doc["training"]["steps_run"] == 20
-    assert [h["step"] for h in doc["history"]] == [10, 20]
+    # step 0 is the untrained critic, the baseline every later state must beat
+    assert [h["step"] for h in doc["history"]] == [0, 10, 20]
     assert doc["streams"]["x"]["spec"]["dim"] == 8 and doc["streams"]["y"]["spec"]["dim"] == 66
     assert doc["entropy"] == {}, "no entropy ceiling for float streams"
     assert result.summary == (out / "summary.txt").read_text().rstrip("\n")
@@ -479,13 +480,13 @@ def test_an_interrupted_training_resumes_from_its_checkpoint(run_config_file, tm
     with pytest.raises(KeyboardInterrupt):
         run_config(path)
     state = json.loads((tmp_path / "out" / "checkpoints" / "last" / "state.json").read_text())
-    assert state["step"] == 20 and [h["step"] for h in state["history"]] == [10, 20]
+    assert state["step"] == 20 and [h["step"] for h in state["history"]] == [0, 10, 20]
 
     monkeypatch.setattr(trainer_mod.Trainer, "validate", real_validate)
     resumed = run_config(path).document
     assert resumed["training"]["steps_run"] == 40
-    assert [h["step"] for h in resumed["history"]] == [10, 20, 30, 40]
-    assert resumed["history"][:2] == state["history"]
+    assert [h["step"] for h in resumed["history"]] == [0, 10, 20, 30, 40]
+    assert resumed["history"][:3] == state["history"]
     # resuming is exact: the same numbers as the run that was never interrupted
     for got, want in zip(resumed["history"], reference["history"]):
         assert got["valid_mi"] == pytest.approx(want["valid_mi"], rel=1e-5, abs=1e-6)
@@ -493,12 +494,12 @@ def test_an_interrupted_training_resumes_from_its_checkpoint(run_config_file, tm
 
     # a longer run continues from step 40 instead of starting over
     longer = run_config(path, ["training.steps=80"]).document
-    assert [h["step"] for h in longer["history"]] == [10, 20, 30, 40, 50, 60, 70, 80]
-    assert longer["history"][:4] == resumed["history"]
+    assert [h["step"] for h in longer["history"]] == [0, 10, 20, 30, 40, 50, 60, 70, 80]
+    assert longer["history"][:5] == resumed["history"]
 
     # a checkpoint of another model is refused rather than silently reused
     with pytest.raises(MinecliError, match="different model or data config"):
         run_config(path, ["training.steps=90", "critic.hidden_dims=[8]"])
     # ... unless resume is off
     fresh = run_config(path, ["training.steps=10", "critic.hidden_dims=[8]", "output.resume=false"]).document
-    assert [h["step"] for h in fresh["history"]] == [10]
+    assert [h["step"] for h in fresh["history"]] == [0, 10]
