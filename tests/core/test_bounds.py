@@ -61,7 +61,7 @@ def test_mine_gradient_uses_moving_average_denominator():
     assert float(w.grad) == pytest.approx(float(expected), rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["mine", "dv", "nwj", "infonce", "smile"])
+@pytest.mark.parametrize("name", ["mine", "dv", "nwj", "infonce", "smile", "js"])
 def test_estimator_value_increases_with_separation(name):
     est = make_estimator(name)
     tm = torch.zeros(64, 4)
@@ -77,3 +77,13 @@ def test_smile_clipping_bounds_the_partition_term():
     # Clipped at tau=1: E_P[T] - log E_Q[e^clip(T)] = 0 - 1.
     assert float(est.bound(tj, tm)) == pytest.approx(-1.0, abs=1e-6)
     assert not est.lower_bound
+
+
+def test_js_reports_the_dv_bound_but_trains_on_jensen_shannon():
+    est = make_estimator("js")
+    tj = torch.tensor([1.0, 2.0, 0.5], requires_grad=True)
+    tm = torch.tensor([[0.0, -1.0], [0.3, 0.1], [-0.2, 0.4]], requires_grad=True)
+    loss, value = est.loss(tj, tm)
+    assert float(value) == pytest.approx(float(bounds.dv_bound(tj, tm)), abs=1e-6)
+    assert float(loss) == pytest.approx(-float(bounds.js_bound(tj, tm)), abs=1e-6)
+    assert est.lower_bound
