@@ -1,0 +1,122 @@
+"""Training throughput and time to an accurate estimate of minecli on the synthetic corpus.
+
+    python benchmarks/throughput.py                     # 1-3 minutes on 2 cores
+    python benchmarks/throughput.py --steps 12000 --threads 1 2
+
+The corpus is benchmarks/synthetic.py's (1024 tokens at 50 Hz vs 513-dim frames at 100 Hz, true
+MI 2.147 nats per frame). It is read through the same code as ``minecli run`` with a CSV config
+(prepare, align, normalise), then trained with the run's Trainer at the original pipeline's model
+size (x embedding 32, y projection 32, critic hidden [64, 32]). Reported:
+
+- throughput: frame pairs per second and steps per second over short runs with 1 and 2 torch
+  threads (validation time excluded), and scored pairs per second (each pair plus its K negatives);
+- accuracy: a longer run validating every --validate-every steps; the wall time (loading included)
+  until the validation estimate first comes within 5% of the truth, and the final test estimate;
+- the critic's multiply-adds per frame pair against the measured single-thread matmul rate, and
+  the pairs per second that rate would allow.
+
+The table goes to stdout and is appended to benchmarks/RESULTS.md unless --no-save.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _bench  # noqa: E402
+import synthetic  # noqa: E402
+
+
+def throughput_row(loaded: _bench.Loaded, steps: int, threads: int) -> dict:
+    """A short run: pairs and steps per second, validation excluded."""
+    import torch
+
+    trainer = _bench.make_trainer(loaded, steps=steps, validate_every=steps, threads=threads)
+    fit = _bench.timed_fit(trainer)
+    train_s = fit.wall - fit.valid_seconds
+    k = trainer.est_cfg.n_negatives
+    pairs = steps * trainer.pairs_per_step
+    return {"threads": torch.get_num_threads(), "steps": steps, "batch": f"{trainer.cfg.batch_size}x"
+            f"{trainer.cfg.segment_length}", "k": k, "train_s": train_s, "pairs_s": pairs / train_s,
+            "steps_s": steps / train_s, "scored_s": pairs * (1 + k) / train_s}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark from the command line."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", type=Path, default=synthetic.DEFAULT_DIR / "corpus", help="corpus folder")
+    ap.add_argument("--steps", type=int, default=2000, help="steps of the accuracy run")
+    ap.add_argument("--throughput-steps", type=int, default=300, help="steps of each throughput run")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to time")
+    ap.add_argument("--batch-size", type=int, default=64, help="segments per step")
+    ap.add_argument("--segment-length", type=int, default=50, help="frames per segment")
+    ap.add_argument("--negatives", type=int, default=4, help="marginal samples per pair in training")
+    ap.add_argument("--lr", type=float, default=3e-3, help="learning rate (cosine schedule)")
+    ap.add_argument("--validate-every", type=int, default=250, help="validation interval of the accuracy run")
+    ap.add_argument("--no-save", action="store_true", help="do not append to RESULTS.md")
+    args = ap.parse_args(argv)
+
+    truth = synthetic.cached_truth()
+    synthetic.write_corpus(synthetic.CorpusSpec(), args.corpus, truth.sigma)
+    work = synthetic.DEFAULT_DIR / "throughput"
+    config = _bench.minecli_config(args.corpus, work, steps=args.steps, batch_size=args.batch_size,
+                                   segment_length=args.segment_length, n_negatives=args.negatives, lr=args.lr,
+                                   validate_every=args.validate_every, threads=1)
+    load_before = _bench.load_average()
+    loaded = _bench.load(config)
+    print(f"loaded the corpus in {loaded.seconds:.1f} s", file=sys.stderr)
+
+    rows = []
+    for threads in args.threads:
+        print(f"throughput with {threads} thread(s) ...", file=sys.stderr)
+        rows.append(throughput_row(loaded, args.throughput_steps, threads))
+
+    print(f"accuracy run: {args.steps} steps ...", file=sys.stderr)
+    trainer = _bench.make_trainer(loaded, threads=1)
+    fit = _bench.timed_fit(trainer)
+    test = trainer.estimate()["mi_nats"]
+    tol = 0.05 * truth.mi_nats
+    hit = next(((s, t) for s, t, v in fit.points if abs(v - truth.mi_nats) <= tol), None)
+    curve = ", ".join(f"{s}: {v:.3f}" for s, _, v in fit.points)
+    load_after = _bench.load_average()
+
+    macs = _bench.critic_macs(trainer.model, trainer.est_cfg.n_negatives)
+    gf_square = _bench.matmul_gflops(1024, 1024, 1024)
+    gf_critic = _bench.matmul_gflops(trainer.pairs_per_step, 513, 32)
+    flops_pair = 2 * macs["train"]
+    limit = gf_square * 1e9 / flops_pair
+
+    head = ["torch threads", "batch (segments x frames)", "negatives K", "steps", "train s", "pairs/s", "steps/s",
+            "scored pairs/s"]
+    table = _bench.md_table(head, [[r["threads"], r["batch"], r["k"], r["steps"], f"{r['train_s']:.1f}",
+                                    f"{r['pairs_s']:,.0f}", f"{r['steps_s']:.1f}", f"{r['scored_s']:,.0f}"]
+                                   for r in rows])
+    one = next((r for r in rows if r["threads"] == 1), rows[0])
+    acc = _bench.md_table(
+        ["truth nats", "steps", "load s", "train wall s", "first within 5% (step, wall s incl. load)",
+         "best valid nats", "test nats", "test error"],
+        [[f"{truth.mi_nats:.3f} +- {truth.stderr_nats:.3f}", trainer.step, f"{loaded.seconds:.1f}", f"{fit.wall:.1f}",
+          f"{hit[0]}, {hit[1] + loaded.seconds:.1f}" if hit else "not reached",
+          f"{trainer.best_value:.3f}", f"{test:.3f}", f"{(test - truth.mi_nats) / truth.mi_nats:+.1%}"]])
+    work_txt = (f"Critic work per frame pair (K={trainer.est_cfg.n_negatives}): {macs['forward']:,} multiply-adds "
+                f"forward ({macs['per_frame']:,} per frame for heads and first layer, {macs['per_scored_pair']:,} per "
+                f"scored pair after it), {macs['train']:,} per training step = {flops_pair / 1e6:.2f} MFLOP. "
+                f"Measured single-thread float32 matmul: {gf_square:.1f} GFLOP/s (1024^3), {gf_critic:.1f} GFLOP/s "
+                f"([{trainer.pairs_per_step}, 513] @ [513, 32], the y projection). Limit at the 1024^3 rate: "
+                f"{limit:,.0f} pairs/s; measured 1 thread: {one['pairs_s']:,.0f} pairs/s = "
+                f"{one['pairs_s'] / limit:.0%} of it.")
+    body = (f"Synthetic corpus (benchmarks/synthetic.py), model: x embedding {_bench.MODEL['x_embedding_dim']}, y "
+            f"projection {_bench.MODEL['y_proj_dim']}, critic {_bench.MODEL['hidden_dims']}, mine estimator, lr "
+            f"{args.lr} cosine, 64 negatives for validation/test. Load average before/after: {load_before} / "
+            f"{load_after}.\n\n{table}\n\n{acc}\n\nValidation curve (step: nats): {curve}.\n\n{work_txt}\n")
+    print(body)
+    if not args.no_save:
+        _bench.append_results("training throughput and time to accuracy (synthetic corpus)",
+                              _bench.command_line("throughput.py", argv), body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
