@@ -120,8 +120,15 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
     entropy = entropy_report(spec_x, spec_y, banks["test"])
     base = None
     if baseline:
-        # A classical estimate trains nothing, so it may use every sample, not only the test split.
-        everything = FrameBank.from_lists([b.x for b in banks.values()], [b.y for b in banks.values()])
+        # A classical estimate trains nothing, so it may use every sample, not only the test split
+        # (up to a cap, so that the baseline never costs another copy of a large corpus).
+        cap = 500_000
+        total = sum(b.n_frames for b in banks.values())
+        g = torch.Generator().manual_seed(seed + 7)
+        picks = [torch.randperm(b.n_frames, generator=g)[: max(1, b.n_frames * cap // total)] if total > cap
+                 else torch.arange(b.n_frames) for b in banks.values()]
+        everything = FrameBank.from_arrays(torch.cat([b.x[i] for b, i in zip(banks.values(), picks)]),
+                                           torch.cat([b.y[i] for b, i in zip(banks.values(), picks)]))
         base = classical_baseline(everything, spec_x, spec_y)
     warns = result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"],
                             trainer.estimator, est.eval_negatives)

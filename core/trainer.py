@@ -305,8 +305,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
-    def score_bank(self, bank: FrameBank, neg: torch.Tensor, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-        """Critic scores of every frame's joint pair ``[N]`` and its marginal pairs ``[N, K]``."""
+    def score_bank(self, bank: FrameBank, neg: torch.Tensor | int, chunk: int = 8192,
+                   gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Critic scores of every frame's joint pair ``[N]`` and its marginal pairs ``[N, K]``.
+
+        ``neg`` is either fixed negative indices ``[N, K]`` or K: then negatives from other
+        utterances are drawn chunk by chunk with `gen`, so their index arrays never exist for the
+        whole split at once (they cost far more memory than the scores).
+        """
         was_training = self.model.training
         self.model.eval()
         dev = self.device
@@ -317,12 +323,14 @@ class Trainer:
             ay_parts.append(self.model.encode_y(y.to(dev)))
         ay = torch.cat(ay_parts)
         tj_parts, tm_parts = [], []
-        rows = max(1, chunk // max(1, neg.shape[1]))
+        k = neg if isinstance(neg, int) else neg.shape[1]
+        rows = max(1, chunk // max(1, k))
         for s in range(0, bank.n_frames, rows):
             frames = torch.arange(s, min(s + rows, bank.n_frames))
             x = bank.x[bank.windows(frames, self.cx)]
             ax = self.model.encode_x(x.to(dev))
-            tj, tm = self.model.pair_scores(ax, ay[frames.to(dev)], ay[neg[frames].to(dev)])
+            nf = bank.other_utterance_frames(gen, frames, k) if isinstance(neg, int) else neg[frames]
+            tj, tm = self.model.pair_scores(ax, ay[frames.to(dev)], ay[nf.to(dev)])
             tj_parts.append(tj.float().cpu())
             tm_parts.append(tm.float().cpu())
         self.model.train(was_training)
@@ -427,10 +435,8 @@ class Trainer:
         if bank.n_utts < 2:
             raise MinecliError("the test split needs at least two utterances (marginals come from other utterances)")
         gen = torch.Generator().manual_seed(self.cfg.seed + seed_offset)
-        frames = torch.arange(bank.n_frames)
         k = self.est_cfg.eval_negatives
-        neg = bank.other_utterance_frames(gen, frames, k)
-        tj, tm = self.score_bank(bank, neg)
+        tj, tm = self.score_bank(bank, k, gen=gen)
         value = float(self.estimator.bound(tj, tm))
         lo, hi, method = self._bootstrap(bank, tj, tm, gen)
         p_value = self._permutation_p(bank, tj, tm, gen)
