@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 from .core.errors import ConfigError, MinecliError, MissingDependencyError, PluginError, WeightsNotFoundError
 from .core.hookspecs import hookimpl, hookspec
-from .core.interfaces import Estimator, Extractor, Head
+from .core.interfaces import Estimator, Extractor, Head, ModelExtractor
 from .core.params import NoParams, param
 from .core.registry import get_registry, make_estimator, make_extractor
 from .core.spec import StreamSpec
@@ -35,7 +35,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "__version__", "hookimpl", "hookspec", "StreamSpec", "Extractor", "Head", "Estimator", "param",
+    "__version__", "hookimpl", "hookspec", "StreamSpec", "Extractor", "ModelExtractor", "Head", "Estimator", "param",
     "NoParams", "get_registry", "make_extractor", "make_estimator", "estimate_mi", "MIResult",
     "run_config", "MinecliError", "ConfigError", "PluginError", "MissingDependencyError",
     "WeightsNotFoundError",

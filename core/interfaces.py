@@ -91,6 +91,31 @@ class Extractor(Plugin):
         """Optional: learn something from the train split before extraction (e.g. a codebook)."""
 
 
+class ModelExtractor(Extractor):
+    """An extractor around a neural model that is built, and its weights loaded, on first use.
+
+    ``load()`` builds ``self._model`` unless one was given through ``from_model`` (tests and
+    benchmarks pass a model with random weights that way; the output is then the real model's).
+    """
+
+    def __init__(self, params: Any = None) -> None:
+        super().__init__(params)
+        self._model: Any = None
+
+    @classmethod
+    def from_model(cls, model: Any, params: Any = None) -> "ModelExtractor":
+        """An extractor around an already-built model (e.g. the same architecture with random weights)."""
+        ext = cls(params)
+        ext._model = model
+        return ext
+
+    @property
+    def model(self) -> Any:
+        """The underlying model, built and loaded on first access."""
+        self.ensure_loaded()
+        return self._model
+
+
 class Head(Plugin):
     """Builds an encoder head ``[N, context, width] -> [N, out_dim]`` for one stream."""
 

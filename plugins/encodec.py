@@ -11,7 +11,8 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from minecli import Extractor, MinecliError, MissingDependencyError, StreamSpec, WeightsNotFoundError, hookimpl, param
+from minecli import (MinecliError, MissingDependencyError, ModelExtractor, StreamSpec, WeightsNotFoundError,
+                     hookimpl, param)
 
 if TYPE_CHECKING:
     import torch
@@ -116,7 +117,7 @@ def _as_channels(wave: "torch.Tensor", channels: int) -> "torch.Tensor":
     raise ValueError(f"cannot map {wave.shape[0]} audio channels to the {channels} the model expects")
 
 
-class Encodec(Extractor):
+class Encodec(ModelExtractor):
     """EnCodec codes, quantized embeddings or latents, through the model's own ``encode``."""
 
     name = "encodec"
@@ -125,23 +126,6 @@ class Encodec(Extractor):
     #: measured on a 2-core CPU: batches of 8 ran at half the speed of single utterances; extract_batch
     #: still pads and batches when asked (e.g. on a GPU)
     batch_size = 1
-
-    def __init__(self, params: Any = None) -> None:
-        super().__init__(params)
-        self._model: Any = None
-
-    @classmethod
-    def from_model(cls, model: Any, params: Any = None) -> "Encodec":
-        """An extractor around an already-built ``encodec.EncodecModel`` (e.g. with random weights)."""
-        ext = cls(params)
-        ext._model = model
-        return ext
-
-    @property
-    def model(self) -> Any:
-        """The underlying ``encodec.EncodecModel`` (built on first access)."""
-        self.ensure_loaded()
-        return self._model
 
     def spec(self) -> StreamSpec:
         p = self.params

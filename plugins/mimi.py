@@ -10,7 +10,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from minecli import Extractor, MinecliError, MissingDependencyError, StreamSpec, WeightsNotFoundError, hookimpl, param
+from minecli import (MinecliError, MissingDependencyError, ModelExtractor, StreamSpec, WeightsNotFoundError,
+                     hookimpl, param)
 
 if TYPE_CHECKING:
     import torch
@@ -60,7 +61,7 @@ def _hub_cache() -> str:
         return os.path.join(os.path.expanduser("~"), ".cache", "huggingface", "hub")
 
 
-class Mimi(Extractor):
+class Mimi(ModelExtractor):
     """Mimi codes or latents at 12.5 Hz from 24 kHz mono audio."""
 
     name = "mimi"
@@ -69,23 +70,6 @@ class Mimi(Extractor):
     #: measured on a 2-core CPU: batches of 8 ran at half the speed of single utterances; extract_batch
     #: still pads and batches when asked (e.g. on a GPU)
     batch_size = 1
-
-    def __init__(self, params: Any = None) -> None:
-        super().__init__(params)
-        self._model: Any = None
-
-    @classmethod
-    def from_model(cls, model: Any, params: Any = None) -> "Mimi":
-        """An extractor around an already-built ``transformers.MimiModel`` (e.g. a random or tiny one)."""
-        ext = cls(params)
-        ext._model = model
-        return ext
-
-    @property
-    def model(self) -> Any:
-        """The underlying ``transformers.MimiModel`` (built on first access)."""
-        self.ensure_loaded()
-        return self._model
 
     def spec(self) -> StreamSpec:
         p = self.params

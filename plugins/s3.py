@@ -10,7 +10,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from minecli import Extractor, MinecliError, MissingDependencyError, StreamSpec, WeightsNotFoundError, hookimpl, param
+from minecli import (MinecliError, MissingDependencyError, ModelExtractor, StreamSpec, WeightsNotFoundError,
+                     hookimpl, param)
 
 if TYPE_CHECKING:
     import torch
@@ -66,7 +67,7 @@ def _import_s3tokenizer() -> Any:
     return s3tokenizer
 
 
-class S3Tokens(Extractor):
+class S3Tokens(ModelExtractor):
     """S3 speech tokens: int64 ``[T, 1]`` at 50 or 25 Hz from 16 kHz audio."""
 
     name = "s3"
@@ -75,23 +76,6 @@ class S3Tokens(Extractor):
     #: measured on a 2-core CPU: batches of 8 were no faster than single utterances; extract_batch
     #: still pads and batches when asked (e.g. on a GPU)
     batch_size = 1
-
-    def __init__(self, params: Any = None) -> None:
-        super().__init__(params)
-        self._model: Any = None
-
-    @classmethod
-    def from_model(cls, model: Any, params: Any = None) -> "S3Tokens":
-        """An extractor around an already-built s3tokenizer model (e.g. with random weights)."""
-        ext = cls(params)
-        ext._model = model
-        return ext
-
-    @property
-    def model(self) -> Any:
-        """The underlying s3tokenizer model (built on first access)."""
-        self.ensure_loaded()
-        return self._model
 
     def spec(self) -> StreamSpec:
         rate, vocab = MODELS[self.params.model]
