@@ -99,6 +99,7 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
         parts = _split_indices(len(xs), split, gen)
         full = FrameBank.from_lists(xs, ys)
         banks = {name: full.subset_utts(idx) for name, idx in zip(("train", "valid", "test"), parts)}
+        del full  # the splits hold their own copies; keeping the whole would double the peak
     else:
         n = xs[0].shape[0]
         if n < 50:

@@ -255,6 +255,9 @@ class Trainer:
             raise MinecliError("the valid split needs at least two utterances (marginals come from other utterances)")
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
+        from .runtime import tune_allocator
+
+        tune_allocator()
         self.device = resolve_device(self.cfg.device)
         torch.manual_seed(self.cfg.seed)
         self.model = build_critic(spec_x, spec_y, self.cx, self.cy, self.head_x, self.head_y, self.critic_cfg).to(self.device)
