@@ -191,12 +191,20 @@ def extract(config: str, overrides: tuple[str, ...], side: str) -> None:
 
 
 def _add_plugin_commands() -> None:
+    """Let plugins add commands; each plugin separately, so one broken plugin never breaks the CLI."""
     try:
         pm = get_registry().pm
-        if pm is not None:
-            pm.hook.register_commands(cli=cli)
     except MinecliError as exc:
         click.echo(f"minecli: warning: {exc}", err=True)
+        return
+    if pm is None:
+        return
+    for impl in pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:  # noqa: BLE001 - report by name, keep the rest of the CLI working
+            click.echo(f"minecli: warning: plugin '{impl.plugin_name}' failed to add its commands: "
+                       f"{type(exc).__name__}: {exc}", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
