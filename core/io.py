@@ -18,11 +18,19 @@ def atomic_write(path: str | os.PathLike[str], writer: Callable[[str], None]) ->
     os.close(fd)
     try:
         writer(tmp)
+        # mkstemp makes owner-only files; results and shared caches get the usual umask permissions.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

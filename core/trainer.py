@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from .data import FrameBank
 from .errors import ConfigError, MinecliError
 from .interfaces import Estimator
-from .io import replace_dir, write_json
+from .io import _umask, replace_dir, write_json
 from .nets import Critic
 from .params import param, params_to_dict
 from .registry import get_estimator_class, get_head_class
@@ -501,6 +501,7 @@ class Trainer:
         final = self.ckpt_dir / which
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{which}.", dir=self.ckpt_dir))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp is owner-only; checkpoints follow the umask
         state = self.model.state_dict() if which == "last" or self.best_state is None else self.best_state
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
         if which == "last":

@@ -263,3 +263,18 @@ def test_index_output_is_stored_as_int64(tmp_path, audio_dataset, monkeypatch):
     extract(store, [path])
     (t,) = store.load([file_key(path)])
     assert t.dtype == torch.int64 and t.shape == (3, 1) and t[:, 0].tolist() == [1, 2, 3]
+
+
+def test_atomic_files_get_umask_permissions_not_owner_only(tmp_path):
+    import os
+    import stat
+
+    from minecli.core.io import write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "r.json", "{}")
+    finally:
+        os.umask(old)
+    # Shared caches and results must be readable by the group and others, like any file the user makes.
+    assert stat.S_IMODE((tmp_path / "r.json").stat().st_mode) == 0o644
