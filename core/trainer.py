@@ -88,6 +88,7 @@ class TrainConfig:
     grad_clip: float | None = param(10.0, help="clip the gradient norm (null: no clipping)")
     validate_every: int = param(100, help="validate every N steps")
     valid_frames: int = param(20000, help="frames of the validation split used for the fixed validation protocol")
+    valid_negatives: int = param(16, help="marginal samples per validation frame (the test uses estimator.eval_negatives)")
     early_stopping_patience: int | None = param(10, help="stop after N validations without improvement (null: never)")
     min_steps: int = param(500, help="never stop early before this many steps")
     seed: int = param(0, help="random seed (initialisation, sampling, validation protocol)")
@@ -255,9 +256,7 @@ class Trainer:
             raise MinecliError("the valid split needs at least two utterances (marginals come from other utterances)")
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
-        from .runtime import tune_allocator
 
-        tune_allocator()
         self.device = resolve_device(self.cfg.device)
         torch.manual_seed(self.cfg.seed)
         self.model = build_critic(spec_x, spec_y, self.cx, self.cy, self.head_x, self.head_y, self.critic_cfg).to(self.device)
@@ -303,7 +302,7 @@ class Trainer:
             keep = int(torch.searchsorted(torch.cumsum(lengths, 0), torch.tensor(self.cfg.valid_frames)))
             bank = bank.subset_utts(torch.sort(order[: max(2, keep)]).values)
         frames = torch.arange(bank.n_frames)
-        neg = bank.other_utterance_frames(gen, frames, self.est_cfg.eval_negatives)
+        neg = bank.other_utterance_frames(gen, frames, self.cfg.valid_negatives)
         return bank, neg
 
     # ------------------------------------------------------------------ scoring
@@ -439,10 +438,13 @@ class Trainer:
             raise MinecliError("the test split needs at least two utterances (marginals come from other utterances)")
         gen = torch.Generator().manual_seed(self.cfg.seed + seed_offset)
         k = self.est_cfg.eval_negatives
-        tj, tm = self.score_bank(bank, k, gen=gen)
-        value = float(self.estimator.bound(tj, tm))
-        lo, hi, method = self._bootstrap(bank, tj, tm, gen)
-        p_value = self._permutation_p(bank, tj, tm, gen)
+        from .runtime import lean_allocations
+
+        with lean_allocations():
+            tj, tm = self.score_bank(bank, k, gen=gen)
+            value = float(self.estimator.bound(tj, tm))
+            lo, hi, method = self._bootstrap(bank, tj, tm, gen)
+            p_value = self._permutation_p(bank, tj, tm, gen)
         return {"mi_nats": value, "ci95_nats": (lo, hi), "ci_method": method, "p_value": p_value,
                 "n_frames": bank.n_frames, "n_utts": bank.n_utts, "n_marginal": int(tm.numel())}
 
