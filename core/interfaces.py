@@ -115,6 +115,25 @@ class ModelExtractor(Extractor):
         self.ensure_loaded()
         return self._model
 
+    @staticmethod
+    def offline() -> bool:
+        """True when downloads are off (MINECLI_OFFLINE or HF_HUB_OFFLINE): only local weights load."""
+        import os
+
+        return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+                   for v in ("MINECLI_OFFLINE", "HF_HUB_OFFLINE"))
+
+    def _check_rate(self, sample_rate: int) -> None:
+        expected = self.spec().sample_rate
+        if expected is not None and sample_rate != expected:
+            raise ValueError(f"{self.name} expects audio at {expected} Hz, got {sample_rate} Hz; resample first "
+                             "(the pipeline does this from spec().sample_rate)")
+
+    def __call__(self, wave: "torch.Tensor", sample_rate: int, path: str | None = None) -> "torch.Tensor":
+        """Extract one utterance through ``extract_batch``, so single and batched paths are one code."""
+        self.ensure_loaded()
+        return self.extract_batch([wave], sample_rate, [path])[0]
+
 
 class Head(Plugin):
     """Builds an encoder head ``[N, context, width] -> [N, out_dim]`` for one stream."""

@@ -49,11 +49,6 @@ MODELS: dict[str, _ModelInfo] = {
 }
 
 
-def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("MINECLI_OFFLINE", "HF_HUB_OFFLINE"))
-
-
 @dataclass(frozen=True)
 class EncodecParams:
     model: ModelName = param("24khz", help="'24khz' (mono, causal, 75 Hz) or '48khz' (stereo, 1 s segments, 150 Hz)")
@@ -168,7 +163,7 @@ class Encodec(ModelExtractor):
             return torch.load(path, map_location="cpu", weights_only=True)
         cache_dir = os.path.join(torch.hub.get_dir(), "checkpoints")
         cached = os.path.join(cache_dir, name)
-        if os.path.isfile(cached) or not _offline():
+        if os.path.isfile(cached) or not self.offline():
             try:
                 return torch.hub.load_state_dict_from_url(self.weights_url(), map_location="cpu", check_hash=True)
             except Exception as exc:  # URLError, hash mismatch, disk errors: all mean "get the file by hand"
@@ -202,11 +197,6 @@ class Encodec(ModelExtractor):
         if sample_rate != expected:
             raise ValueError(f"encodec ({self.params.model}) expects audio at {expected} Hz, got {sample_rate} Hz; "
                              "resample first (the pipeline does this from spec().sample_rate)")
-
-    def __call__(self, wave: "torch.Tensor", sample_rate: int, path: str | None = None) -> "torch.Tensor":
-        """Extract one utterance: float32 ``[T, 128]`` or int64 ``[T, n_codebooks]``."""
-        self.ensure_loaded()
-        return self.extract_batch([wave], sample_rate)[0]
 
     def extract_batch(self, waves: list["torch.Tensor"], sample_rate: int,
                       paths: list[str | None] | None = None) -> list["torch.Tensor"]:

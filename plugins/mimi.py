@@ -140,16 +140,6 @@ class Mimi(ModelExtractor):
                                "latents); upgrade with: pip install 'minecli[mimi]'")
         self._model.eval()
 
-    def _check_rate(self, sample_rate: int) -> None:
-        if sample_rate != SAMPLE_RATE:
-            raise ValueError(f"mimi expects audio at {SAMPLE_RATE} Hz, got {sample_rate} Hz; resample first "
-                             "(the pipeline does this from spec().sample_rate)")
-
-    def __call__(self, wave: "torch.Tensor", sample_rate: int, path: str | None = None) -> "torch.Tensor":
-        """Extract one utterance: int64 ``[T, n_codebooks]`` or float32 ``[T, 512]``."""
-        self.ensure_loaded()
-        return self.extract_batch([wave], sample_rate)[0]
-
     def extract_batch(self, waves: list["torch.Tensor"], sample_rate: int,
                       paths: list[str | None] | None = None) -> list["torch.Tensor"]:
         """Extract several utterances as one zero-padded batch."""

@@ -32,11 +32,6 @@ MODELS: dict[str, tuple[float, int]] = {
 }
 
 
-def _offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("MINECLI_OFFLINE", "HF_HUB_OFFLINE"))
-
-
 def default_download_root() -> str:
     """The cache directory s3tokenizer downloads into (``$XDG_CACHE_HOME/s3tokenizer``)."""
     base = os.getenv("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
@@ -134,7 +129,7 @@ class S3Tokens(ModelExtractor):
             return model
         root = os.path.expanduser(self.params.download_root or default_download_root())
         target = os.path.join(root, f"{name}.onnx")
-        if os.path.isfile(target) or not _offline():
+        if os.path.isfile(target) or not self.offline():
             try:
                 return s3.load_model(name, download_root=root)
             except Exception as exc:  # URLError, checksum mismatch, disk errors: all mean "get the file by hand"
@@ -152,16 +147,6 @@ class S3Tokens(ModelExtractor):
             raise MinecliError(f"the S3 model given was built as {model.name}, but params.model is "
                                f"{self.params.model}")
         model.eval()
-
-    def _check_rate(self, sample_rate: int) -> None:
-        if sample_rate != SAMPLE_RATE:
-            raise ValueError(f"s3 expects audio at {SAMPLE_RATE} Hz, got {sample_rate} Hz; resample first "
-                             "(the pipeline does this from spec().sample_rate)")
-
-    def __call__(self, wave: "torch.Tensor", sample_rate: int, path: str | None = None) -> "torch.Tensor":
-        """Extract one utterance: int64 ``[T, 1]``."""
-        self.ensure_loaded()
-        return self.extract_batch([wave], sample_rate)[0]
 
     def extract_batch(self, waves: list["torch.Tensor"], sample_rate: int,
                       paths: list[str | None] | None = None) -> list["torch.Tensor"]:
