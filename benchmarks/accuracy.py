@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+import _bench  # the benchmarks folder is on sys.path when a script in it runs
+
 N = 10_000
 
 
@@ -103,19 +105,6 @@ def tolerance(truth: float) -> float:
     return 0.03 if truth < 0.6 else 0.05 * truth
 
 
-def machine() -> str:
-    """CPU model, cores and architecture."""
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
-
-
 def main() -> None:
     """Run the tasks and print (and append) the table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -171,7 +160,7 @@ def main() -> None:
     text = (f"\n## Accuracy on tasks with known MI ({stamp})\n\n"
             f"Command: `{cmd.strip()}` at commit {rev}, estimator `{args.estimator}`, options {extra or 'default'}, "
             f"10,000 samples per task, "
-            f"1 torch thread.\nMachine: {machine()}.\n\n{header}\n|---|---|---|---|---|---|---|---|---|\n"
+            f"1 torch thread.\nMachine: {_bench.machine()}, Python {platform.python_version()}.\n\n{header}\n|---|---|---|---|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n")
     with open(Path(__file__).parent / "RESULTS.md", "a", encoding="utf-8") as fh:
         fh.write(text)

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _bench  # the benchmarks folder is on sys.path when a script in it runs
+
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
@@ -81,18 +83,6 @@ def run_one(name: str, params: dict[str, Any], args: argparse.Namespace) -> dict
     row.update(audio_s=audio_s, wall_s=wall, realtime=audio_s / wall, frames=frames,
                peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return row
-
-
-def _machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu}"
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -173,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         note = ("Random weights: the real architectures with random parameters; speed only, outputs meaningless.\n\n"
                 if args.random_weights else "")
         block = (f"\n## {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}: extraction speed\n\n"
-                 f"`{command}`\n\nMachine: {_machine()}; {args.utterances} utterances of {args.seconds:g} s each "
+                 f"`{command}`\n\nMachine: {_bench.machine()}; {args.utterances} utterances of {args.seconds:g} s each "
                  f"per extractor, generated audio, CPU.\n\n{note}{table}\n")
         new = not RESULTS.exists()
         with RESULTS.open("a") as fh:
