@@ -90,6 +90,14 @@ class Extractor(Plugin):
     def fit(self, train_paths: list[str], cache_dir: str) -> None:
         """Optional: learn something from the train split before extraction (e.g. a codebook)."""
 
+    def input_files(self, path: str) -> list[str]:
+        """Files besides the audio at `path` whose content the output depends on (e.g. a TextGrid).
+
+        Their identities join the audio file's in the cache key, so editing one re-extracts that
+        utterance. The default is none.
+        """
+        return []
+
 
 class ModelExtractor(Extractor):
     """An extractor around a neural model that is built, and its weights loaded, on first use.

@@ -148,12 +148,19 @@ def _cache_key(ext: Extractor, audio: str) -> str:
     """Cache key of one utterance: the identity of the file the extractor reads.
 
     That is the audio file, except for extractors that read a file of their own (precomputed
-    features), whose entry must follow that file, or rewritten features would never be read again.
+    features), whose entry must follow that file, or rewritten features would never be read again;
+    side files an extractor names in ``input_files`` (TextGrids, transcripts) join the key.
     """
+    import hashlib
+
     from .cache import file_key
 
     feature_path = getattr(ext, "feature_path", None)
-    return file_key(feature_path(audio) if callable(feature_path) else audio)
+    key = file_key(feature_path(audio) if callable(feature_path) else audio)
+    extra = [file_key(f) for f in ext.input_files(audio)]
+    if not extra:
+        return key
+    return hashlib.sha1("\0".join([key, *extra]).encode()).hexdigest()
 
 
 def _extract_side(prep: Prepared, side: str, progress: bool) -> dict[str, Any]:

@@ -369,6 +369,15 @@ class Phones(Extractor):
             self._tg_index = index
         return self._tg_index
 
+    def input_files(self, path: str) -> list[str]:
+        """The TextGrid (or, for forced alignment, the transcript) that the labels of `path` come from."""
+        p = self.params
+        if p.source == "textgrid":
+            return [self._find_textgrid(path)]
+        if p.pocketsphinx_mode == "align":
+            return [self._find_transcript(path)]
+        return []
+
     def _find_textgrid(self, audio_path: str) -> str:
         p = self.params
         stem = Path(audio_path).stem
