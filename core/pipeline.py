@@ -16,7 +16,7 @@ from .._version import __version__
 from .config import RunConfig, StreamConfig, default_cache_dir, load_config
 from .errors import MinecliError
 from .interfaces import Extractor
-from .io import write_json, write_text
+from .io import write_text
 from .registry import get_extractor_class
 from .spec import StreamSpec
 
@@ -163,9 +163,15 @@ def _cache_key(ext: Extractor, audio: str) -> str:
     return hashlib.sha1("\0".join([key, *extra]).encode()).hexdigest()
 
 
+def _audio_loader(spec: StreamSpec) -> Any:
+    """Read a file as ``[channels, samples]`` at the rate and channel count the stream asks for."""
+    from .audio import load_for
+
+    return lambda path: load_for(path, spec.sample_rate, spec.channels)
+
+
 def _extract_side(prep: Prepared, side: str, progress: bool) -> dict[str, Any]:
     """Fill the cache for one side over all splits; returns counts."""
-    from .audio import load_for
     from .cache import FeatureStore
 
     ext = prep.extractors[side]
@@ -180,10 +186,7 @@ def _extract_side(prep: Prepared, side: str, progress: bool) -> dict[str, Any]:
         paths = [it.audio for it in prep.items[split]]
         keys = [_cache_key(ext, p) for p in paths]  # type: ignore[arg-type]
         total += len(keys)
-        loader = None
-        if getattr(ext, "reads_audio", True):
-            def loader(p: str, _spec: StreamSpec = spec) -> Any:
-                return load_for(p, _spec.sample_rate, _spec.channels)
+        loader = _audio_loader(spec) if getattr(ext, "reads_audio", True) else None
         extracted += store.extract(paths, keys, loader, desc=f"extract {side}:{ext.name} [{split}]",  # type: ignore[arg-type]
                                    progress=progress)
     return {"extracted": extracted, "cached": total - extracted, "store": str(store.dir)}

@@ -22,7 +22,7 @@ from .errors import ConfigError, MinecliError
 from .interfaces import Estimator
 from .io import _umask, replace_dir, write_json
 from .nets import Critic
-from .params import param, params_to_dict
+from .params import param
 from .registry import get_estimator_class, get_head_class
 from .spec import StreamSpec
 

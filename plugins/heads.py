@@ -1,7 +1,7 @@
 """Built-in encoder heads: embedding (index streams), projection and identity (float streams)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from minecli import Head, StreamSpec, hookimpl, param

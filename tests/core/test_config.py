@@ -1,8 +1,6 @@
 """The run configuration: parsing, every problem in one error, overrides, seed key names, the resolved doc."""
 from __future__ import annotations
 
-import copy
-
 import pytest
 import yaml
 
