@@ -7,7 +7,6 @@ written atomically every few utterances, so an interrupted extraction resumes wh
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 import time
@@ -167,9 +166,4 @@ def _check_output(out: Any, spec: Any, name: str, path: str) -> torch.Tensor:
     return out.cpu()
 
 
-def describe_store(store: FeatureStore) -> dict[str, Any]:
-    """A small JSON-ready description of a store (for the results document)."""
-    return {"dir": str(store.dir), "entries": len(store.index())}
-
-
-__all__ = ["FeatureStore", "file_key", "describe_store", "json"]
+__all__ = ["FeatureStore", "file_key"]

@@ -244,18 +244,14 @@ def load_config(path: str | os.PathLike[str], overrides: list[str] | None = None
     doc = {k: v for k, v in doc.items() if k in SECTIONS}
     cfg = parse_params(RunConfig, doc, "", problems)
     if cfg is None:
-        raise ConfigError(_strip(problems), str(path))
+        raise ConfigError(problems, str(path))
     # Plugin names, their params and the data paths are checked even when other keys are wrong, so
     # one error lists every problem of the file; a section that did not parse (and so holds its
     # defaults) is not checked again, which would report errors the file does not contain.
     _check_semantics(cfg, problems, _broken_sections(doc) if problems else set())
     if problems:
-        raise ConfigError(_strip(problems), str(path))
+        raise ConfigError(problems, str(path))
     return cfg, resolved_document(cfg), notes
-
-
-def _strip(problems: list[str]) -> list[str]:
-    return [p.replace("'.", "'", 1) if p.startswith("unknown key '.") else p.replace(" '.", " '") for p in problems]
 
 
 def _broken_sections(doc: dict[str, Any]) -> set[str]:

@@ -81,6 +81,16 @@ class Extractor(Plugin):
         paths = paths or [None] * len(waves)
         return [self(w, sample_rate, path=p) for w, p in zip(waves, paths)]
 
+    def _check_rate(self, sample_rate: int) -> None:
+        """Raise a clear ValueError when audio does not arrive at ``spec().sample_rate``."""
+        # Params are frozen, so the spec never changes; some specs read a config file to size the model.
+        spec = getattr(self, "_rate_spec", None) or self.spec()
+        self._rate_spec = spec
+        expected = spec.sample_rate
+        if expected is not None and sample_rate != expected:
+            raise ValueError(f"{self.name} expects audio at {expected} Hz, got {sample_rate} Hz; resample first "
+                             "(the pipeline does this from spec().sample_rate)")
+
     def fingerprint(self) -> str:
         """A short hash of everything that determines the output: name, version and params."""
         blob = json.dumps({"name": self.name, "version": self.version,
@@ -130,12 +140,6 @@ class ModelExtractor(Extractor):
 
         return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
                    for v in ("MINECLI_OFFLINE", "HF_HUB_OFFLINE"))
-
-    def _check_rate(self, sample_rate: int) -> None:
-        expected = self.spec().sample_rate
-        if expected is not None and sample_rate != expected:
-            raise ValueError(f"{self.name} expects audio at {expected} Hz, got {sample_rate} Hz; resample first "
-                             "(the pipeline does this from spec().sample_rate)")
 
     def __call__(self, wave: "torch.Tensor", sample_rate: int, path: str | None = None) -> "torch.Tensor":
         """Extract one utterance through ``extract_batch``, so single and batched paths are one code."""

@@ -1,7 +1,6 @@
 """Frame alignment of two streams with different frame rates."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -66,7 +65,3 @@ def align_pair(x: torch.Tensor, y: torch.Tensor, plan: Alignment, rate_x: float,
     fast_a, slow_a = fast[:n], slow[idx]
     return (fast_a, slow_a) if x_fast else (slow_a, fast_a)
 
-
-def frames_to_seconds(n_frames: int, rate: float) -> float:
-    """Duration covered by n frames at a rate."""
-    return n_frames / rate if rate > 0 else math.nan

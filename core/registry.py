@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import inspect
 import os
 import re
@@ -11,7 +10,6 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from types import ModuleType
 from typing import Any, Literal
 
 import pluggy
@@ -288,10 +286,6 @@ def make_estimator(name: str, params: dict[str, Any] | None = None, where: str =
     cls = get_estimator_class(name)
     return cls(cls.parse(params, where))
 
-
-def import_module(name: str) -> ModuleType:
-    """importlib.import_module, re-exported for plugins that load lazily."""
-    return importlib.import_module(name)
 
 
 __all__ = ["Entry", "Failure", "Registry", "Source", "build_registry", "get_registry", "reset_registry",

@@ -192,12 +192,6 @@ class Encodec(ModelExtractor):
         model.set_target_bandwidth(self.params.bandwidth)
         model.eval()
 
-    def _check_rate(self, sample_rate: int) -> None:
-        expected = MODELS[self.params.model].sample_rate
-        if sample_rate != expected:
-            raise ValueError(f"encodec ({self.params.model}) expects audio at {expected} Hz, got {sample_rate} Hz; "
-                             "resample first (the pipeline does this from spec().sample_rate)")
-
     def extract_batch(self, waves: list["torch.Tensor"], sample_rate: int,
                       paths: list[str | None] | None = None) -> list["torch.Tensor"]:
         """Extract several utterances; the causal 24 kHz model runs them as one padded batch."""

@@ -453,8 +453,7 @@ class Phones(Extractor):
         import torch
 
         p = self.params
-        if sample_rate != p.sample_rate:
-            raise ValueError(f"phones expects audio at {p.sample_rate} Hz, got {sample_rate} Hz")
+        self._check_rate(sample_rate)
         self.ensure_loaded()
         x = wave.detach().cpu().to(torch.float32).numpy() if hasattr(wave, "detach") else np.asarray(wave, np.float32)
         if x.ndim == 2:

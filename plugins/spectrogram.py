@@ -56,10 +56,6 @@ class _STFTBase(Extractor):
     def _mono(self, wave: Any) -> Any:
         return wave.mean(dim=0) if wave.dim() == 2 else wave
 
-    def _check_rate(self, sample_rate: int) -> None:
-        if sample_rate != self.params.sample_rate:
-            raise ValueError(f"{self.name} expects audio at {self.params.sample_rate} Hz, got {sample_rate} Hz")
-
     def _transform(self, wave: Any) -> Any:
         """Run the transform on a mono signal; ``None`` when the signal is too short for any frame.
 

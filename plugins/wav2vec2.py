@@ -409,10 +409,6 @@ class Wav2Vec2(Extractor):
             return torch.zeros(0, spec.dim, dtype=torch.float32)
         return torch.zeros(0, spec.n_codebooks, dtype=torch.int64)
 
-    def _check_rate(self, sample_rate: int) -> None:
-        if sample_rate != SAMPLE_RATE:
-            raise ValueError(f"wav2vec2 expects audio at {SAMPLE_RATE} Hz, got {sample_rate} Hz; resample first")
-
     def __call__(self, wave: Any, sample_rate: int, path: str | None = None) -> Any:
         """One utterance ``[channels, samples]`` at 16 kHz -> ``[T, dim]`` float32 or ``[T, groups]`` int64."""
         import torch
