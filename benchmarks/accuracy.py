@@ -22,7 +22,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -155,15 +154,10 @@ def main() -> None:
                              cwd=Path(__file__).parent).stdout.strip()
     except OSError:
         rev = "?"
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = (f"\n## Accuracy on tasks with known MI ({stamp})\n\n"
-            f"Command: `{cmd.strip()}` at commit {rev}, estimator `{args.estimator}`, options {extra or 'default'}, "
-            f"10,000 samples per task, "
-            f"1 torch thread.\nMachine: {_bench.machine()}, Python {platform.python_version()}.\n\n{header}\n|---|---|---|---|---|---|---|---|---|\n"
-            + "\n".join(rows) + "\n")
-    with open(Path(__file__).parent / "RESULTS.md", "a", encoding="utf-8") as fh:
-        fh.write(text)
-
+    body = (f"Commit {rev}, estimator `{args.estimator}`, options {extra or 'default'}, 10,000 samples per task, "
+            f"1 torch thread, Python {platform.python_version()}.\n\n{header}\n|---|---|---|---|---|---|---|---|---|\n"
+            + "\n".join(rows))
+    _bench.append_results("accuracy on tasks with known MI", cmd, body)
 
 if __name__ == "__main__":
     main()

@@ -13,7 +13,6 @@ output). The table goes to stdout and is appended to benchmarks/RESULTS.md unles
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import resource
 import shlex
@@ -160,15 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         command = "python benchmarks/extraction.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         note = ("Random weights: the real architectures with random parameters; speed only, outputs meaningless.\n\n"
                 if args.random_weights else "")
-        block = (f"\n## {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')}: extraction speed\n\n"
-                 f"`{command}`\n\nMachine: {_bench.machine()}; {args.utterances} utterances of {args.seconds:g} s each "
-                 f"per extractor, generated audio, CPU.\n\n{note}{table}\n")
-        new = not RESULTS.exists()
-        with RESULTS.open("a") as fh:
-            if new:
-                fh.write("# Benchmark results\n\nAppended by the scripts in this folder; newest last.\n")
-            fh.write(block)
-        print(f"appended to {RESULTS}", file=sys.stderr)
+        body = (f"{args.utterances} utterances of {args.seconds:g} s each per extractor, generated audio, CPU."
+                f"\n\n{note}{table}")
+        _bench.append_results("extraction speed", command, body)
     return 0
 
 
