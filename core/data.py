@@ -72,11 +72,17 @@ class FrameBank:
         n = tx.shape[0]
         return cls(tx, ty, torch.arange(n + 1, dtype=torch.long))
 
+    def frames_of(self, utts: torch.Tensor) -> torch.Tensor:
+        """Frame indices of the given utterances (repeats allowed), in that order."""
+        lengths = self.offsets[utts + 1] - self.offsets[utts]
+        first = torch.repeat_interleave(self.offsets[utts], lengths)
+        within = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+        return first + within
+
     def subset_utts(self, utts: torch.Tensor) -> "FrameBank":
         """A new bank with the given utterances, in that order."""
-        starts, ends = self.offsets[utts], self.offsets[utts + 1]
-        idx = torch.cat([torch.arange(int(s), int(e)) for s, e in zip(starts, ends)]) if len(utts) else torch.zeros(0, dtype=torch.long)
-        lengths = ends - starts
+        idx = self.frames_of(utts)
+        lengths = self.offsets[utts + 1] - self.offsets[utts]
         offsets = torch.zeros(len(utts) + 1, dtype=torch.long)
         offsets[1:] = torch.cumsum(lengths, 0)
         names = [self.names[int(u)] for u in utts] if self.names else []

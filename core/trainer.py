@@ -386,7 +386,7 @@ class Trainer:
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                 self.opt.step()
-                acc += value.detach().double().cpu() if value.device.type != "cpu" else value.detach().double()
+                acc += value.detach().double().cpu()
                 acc_n += 1
                 self.step += 1
                 bar.update(1)
@@ -458,17 +458,12 @@ class Trainer:
         by_utt = bank.n_utts >= 10 and bank.n_utts < n
         vals = []
         # Resampling whole utterances keeps their internal correlation in the interval.
-        lengths = bank.offsets[1:] - bank.offsets[:-1]
         cap = 200_000
         for _ in range(b):
             if by_utt:
-                utts = torch.randint(0, bank.n_utts, (bank.n_utts,), generator=gen)
-                idx = torch.repeat_interleave(bank.offsets[:-1][utts], lengths[utts])
-                pos = torch.arange(idx.numel()) - torch.repeat_interleave(
-                    torch.cumsum(lengths[utts], 0) - lengths[utts], lengths[utts])
-                idx = idx + pos
+                idx = bank.frames_of(torch.randint(0, bank.n_utts, (bank.n_utts,), generator=gen))
             else:
-                idx = torch.randint(0, n, (min(n, cap) if n > cap else n,), generator=gen)
+                idx = torch.randint(0, n, (min(n, cap),), generator=gen)
             vals.append(float(self.estimator.bound(tj[idx], tm[idx])))
         arr = np.asarray(vals)
         return float(np.quantile(arr, 0.025)), float(np.quantile(arr, 0.975)), "utterances" if by_utt else "frames"
