@@ -182,6 +182,10 @@ def critic_macs(model: Any, n_negatives: int) -> dict[str, int]:
     if bilinear:  # the optional bilinear term: two factor projections per frame, one dot product per pair
         per_frame += [model.bil_x.in_features * bilinear, model.bil_y.in_features * bilinear]
         hidden += bilinear
+    quadratic = int(getattr(model, "quadratic_dim", 0) or 0)
+    if quadratic:  # the quadratic term: two projections per frame; per pair an add, a square, a dot product
+        per_frame += [model.quad_x.in_features * quadratic, model.quad_y.in_features * quadratic]
+        hidden += 2 * quadratic
     fwd = sum(per_frame) + (1 + n_negatives) * (sum(per_pair) + hidden)  # + hidden: the broadcast add
     data_layers = []
     for head, first in ((model.head_x, model.first_x), (model.head_y, model.first_y)):

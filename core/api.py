@@ -1,6 +1,7 @@
 """A Python API for arrays: ``minecli.estimate_mi(x, y)`` from a notebook, no config file needed."""
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -59,7 +60,7 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
                 head_x: dict[str, Any] | None = None, head_y: dict[str, Any] | None = None,
                 estimator_params: dict[str, Any] | None = None, n_negatives: int = 4,
                 eval_negatives: int = 64, critic: dict[str, Any] | None = None, baseline: bool = True,
-                seed: int = 0, **training: Any) -> MIResult:
+                folds: int = 1, seed: int = 0, **training: Any) -> MIResult:
     """Estimate I(X;Y) in nats from paired frames, with a held-out test estimate and a 95% interval.
 
     ``x`` and ``y`` are arrays or tensors of paired frames, float ``[N, D]`` or integer ``[N]`` /
@@ -68,6 +69,13 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
     used). Integer arrays are index streams unless ``x_kind``/``y_kind`` say otherwise. Other keyword
     arguments are training options (steps, batch_size, lr, validate_every, device, threads, ...);
     ``critic`` takes critic options (dropout, activation, ...).
+
+    ``folds=K`` (K >= 2) cross-fits: the samples (or utterances) are cut into K folds, and a critic
+    trained on the other folds (split train/valid in the ratio of ``split``) scores each fold, so
+    every sample is test data once. The estimate is the frame-weighted mean of the K held-out
+    bounds, its interval combines the folds' bootstrap errors, and the p-value combines theirs
+    (Fisher). It costs K trainings and cuts the test noise by about sqrt(K * test fraction): worth
+    it on small corpora, where that noise dominates the error.
     """
     t0 = time.perf_counter()
     per_utt = isinstance(x, (list, tuple)) and not np.isscalar(x[0]) and np.asarray(x[0]).ndim >= 1 \
@@ -91,55 +99,106 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
     if len(split) != 3 or min(split) <= 0:
         raise MinecliError(f"split must be three positive fractions (train, valid, test), not {tuple(split)}")
 
-    gen = torch.Generator().manual_seed(seed + 100)
-    if per_utt:
-        if len(xs) < 6:
-            raise MinecliError("with per-utterance lists, give at least 6 utterances (train, valid and test each "
-                               "need two or more); or pass concatenated arrays")
-        parts = _split_indices(len(xs), split, gen)
-        full = FrameBank.from_lists(xs, ys)
-        banks = {name: full.subset_utts(idx) for name, idx in zip(("train", "valid", "test"), parts)}
-        del full  # the splits hold their own copies; keeping the whole would double the peak
-    else:
-        n = xs[0].shape[0]
-        if n < 50:
-            raise MinecliError(f"only {n} paired samples; MINE needs at least a few hundred")
-        parts = _split_indices(n, split, gen)
-        banks = {name: FrameBank.from_arrays(xs[0][idx], ys[0][idx]) for name, idx in zip(("train", "valid", "test"), parts)}
+    if not isinstance(folds, int) or folds < 1:
+        raise MinecliError(f"folds must be 1 (one train/valid/test split) or a number of folds >= 2, not {folds!r}")
+    if not per_utt:
         context = 1
-    normalize_banks(banks, normalization)
+        if xs[0].shape[0] < 50:
+            raise MinecliError(f"only {xs[0].shape[0]} paired samples; MINE needs at least a few hundred")
+    elif len(xs) < (6 if folds == 1 else max(6, 2 * folds)):
+        raise MinecliError(f"with per-utterance lists, give at least {max(6, 2 * folds)} utterances (every split "
+                           "needs two or more); or pass concatenated arrays")
+    n_units = len(xs) if per_utt else xs[0].shape[0]
+    gen = torch.Generator().manual_seed(seed + 100)
+    if folds == 1:
+        plans = [_split_indices(n_units, split, gen)]
+    else:
+        order = torch.randperm(n_units, generator=gen)
+        cuts = np.linspace(0, n_units, folds + 1).round().astype(int)
+        plans = []
+        for k in range(folds):
+            rest = torch.cat([order[:cuts[k]], order[cuts[k + 1]:]])
+            n_valid = max(2, int(round(len(rest) * split[1] / (split[0] + split[1]))))
+            plans.append([torch.sort(rest[n_valid:]).values, torch.sort(rest[:n_valid]).values,
+                          torch.sort(order[cuts[k]:cuts[k + 1]]).values])
 
     train_cfg = parse_params(TrainConfig, {"seed": seed, **training}, "training")
     critic_cfg = parse_params(CriticConfig, {"hidden_dims": list(hidden_dims), **(critic or {})}, "critic")
     est = EstimatorConfig(name=estimator, params=dict(estimator_params or {}), n_negatives=n_negatives,
                           eval_negatives=eval_negatives)
-    trainer = Trainer(spec_x, spec_y, banks["train"], banks["valid"], banks["test"], context_x=context,
-                      context_y=context, head_x=HeadConfig(**(head_x or {})), head_y=HeadConfig(**(head_y or {})),
-                      critic=critic_cfg, estimator=est, training=train_cfg)
-    trainer.fit()
-    final = trainer.estimate()
-    entropy = entropy_report(spec_x, spec_y, banks["test"])
+    full: FrameBank | None = FrameBank.from_lists(xs, ys) if per_utt else FrameBank.from_arrays(xs[0], ys[0])
+    del xs, ys
+
+    def make_banks(parts: list[torch.Tensor]) -> dict[str, FrameBank]:
+        assert full is not None
+        return {name: (full.subset_utts(idx) if per_utt else FrameBank.from_arrays(full.x[idx], full.y[idx]))
+                for name, idx in zip(("train", "valid", "test"), parts)}
+
+    banks = make_banks(plans[0])
+    if folds == 1:
+        full = None  # the splits hold their own copies; keeping the whole would double the peak
+    fits = []
+    for k in range(folds):
+        if k:
+            banks = make_banks(plans[k])
+        normalize_banks(banks, normalization)
+        trainer = Trainer(spec_x, spec_y, banks["train"], banks["valid"], banks["test"], context_x=context,
+                          context_y=context, head_x=HeadConfig(**(head_x or {})), head_y=HeadConfig(**(head_y or {})),
+                          critic=critic_cfg, estimator=est, training=train_cfg)
+        trainer.fit()
+        fits.append((trainer, trainer.estimate(), banks["test"].n_frames))
+    trainer, final, _ = fits[0]
+    if folds > 1:
+        final = _combine_folds([(f, n) for _, f, n in fits])
+    # With folds, each fold normalises with its own train statistics: entropies and baselines then
+    # use the whole corpus as given.
+    raw = [full] if full is not None else list(banks.values())
+    entropy = entropy_report(spec_x, spec_y, full if full is not None else banks["test"])
     base = None
     if baseline:
         # A classical estimate trains nothing, so it may use every sample, not only the test split
         # (up to a cap, so that the baseline never costs another copy of a large corpus).
         cap = 500_000
-        total = sum(b.n_frames for b in banks.values())
+        total = sum(b.n_frames for b in raw)
         g = torch.Generator().manual_seed(seed + 7)
         picks = [torch.randperm(b.n_frames, generator=g)[: max(1, b.n_frames * cap // total)] if total > cap
-                 else torch.arange(b.n_frames) for b in banks.values()]
-        everything = FrameBank.from_arrays(torch.cat([b.x[i] for b, i in zip(banks.values(), picks)]),
-                                           torch.cat([b.y[i] for b, i in zip(banks.values(), picks)]))
+                 else torch.arange(b.n_frames) for b in raw]
+        everything = FrameBank.from_arrays(torch.cat([b.x[i] for b, i in zip(raw, picks)]),
+                                           torch.cat([b.y[i] for b, i in zip(raw, picks)]))
         base = classical_baseline(everything, spec_x, spec_y)
     warns = result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"],
                             trainer.estimator, est.eval_negatives)
     seconds = time.perf_counter() - t0
+    train_s = sum(t.train_seconds for t, _, _ in fits)
     return MIResult(mi_nats=final["mi_nats"], ci95_nats=final["ci95_nats"], estimator=estimator,
                     lower_bound=bool(trainer.estimator.lower_bound), n_test_frames=final["n_frames"],
                     n_test_utts=final["n_utts"], ci_method=final["ci_method"], p_value=final["p_value"],
                     best_step=trainer.best_step, steps_run=trainer.step, stopped_early=trainer.stopped_early,
                     seconds=seconds, history=trainer.history, entropy=entropy, baseline=base, warnings=warns,
-                    pairs_per_second=trainer.step * trainer.pairs_per_step / max(trainer.train_seconds, 1e-9))
+                    pairs_per_second=sum(t.step * t.pairs_per_step for t, _, _ in fits) / max(train_s, 1e-9),
+                    folds=[{"mi_nats": f["mi_nats"], "ci95_nats": list(f["ci95_nats"]), "n_test_frames": n,
+                            "best_step": t.best_step, "steps_run": t.step} for t, f, n in fits] if folds > 1 else [])
+
+
+def _combine_folds(results: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
+    """One estimate from K held-out fold estimates: frame-weighted mean, combined SE, Fisher p-value."""
+    n_total = sum(n for _, n in results)
+    weights = [n / n_total for _, n in results]
+    mi = sum(w * r["mi_nats"] for w, (r, _) in zip(weights, results))
+    # Folds are disjoint test sets scored by different critics, so their errors are independent.
+    se = math.sqrt(sum((w * (r["ci95_nats"][1] - r["ci95_nats"][0]) / (2 * 1.96)) ** 2
+                       for w, (r, _) in zip(weights, results)))
+    ps = [r["p_value"] for r, _ in results]
+    p_value = None
+    if all(p is not None for p in ps):
+        # Fisher: -2 sum log p ~ chi2(2K) under the null; its survival function in closed form.
+        half = -sum(math.log(max(p, 1e-300)) for p in ps)
+        p_value = min(1.0, math.exp(-half) * sum(half**i / math.factorial(i) for i in range(len(ps))))
+    first = results[0][0]
+    return {"mi_nats": mi, "ci95_nats": (mi - 1.96 * se, mi + 1.96 * se),
+            "ci_method": f"{first['ci_method']} in each of {len(results)} folds", "p_value": p_value,
+            "n_frames": n_total, "n_utts": sum(r["n_utts"] for r, _ in results),
+            "n_marginal": sum(r["n_marginal"] for r, _ in results)}
 
 
 def classical_baseline(bank: FrameBank, spec_x: StreamSpec, spec_y: StreamSpec) -> dict[str, Any] | None:

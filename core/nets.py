@@ -62,19 +62,26 @@ class ProjectionHead(nn.Module):
 
 
 class Critic(nn.Module):
-    """T(x, y) = MLP(concat(head_x(x), head_y(y))).
+    """T(x, y) = MLP(concat(head_x(x), head_y(y))) [+ bilinear term] [+ quadratic term].
 
     The first layer is split as W_x h_x + W_y h_y, so heads and first layer run once per batch and
-    marginal pairs only add the cheap sum plus the rest of the MLP. An optional bilinear term
-    <U h_x, V h_y> of rank ``bilinear_dim`` is added to the MLP's output: products of x and y
-    features are what an MLP on concatenated inputs learns slowest, and a bilinear term gets them
-    directly (it is exact for the log density ratio of jointly Gaussian streams).
+    marginal pairs only add the cheap sum plus the rest of the MLP. Two optional structured terms
+    are added to the MLP's output, both computed from per-frame projections, so a marginal pair
+    costs a few multiply-adds:
+
+    - bilinear, rank ``bilinear_dim``: ``<U h_x, V h_y>``;
+    - quadratic, rank ``quadratic_dim``: ``sum_k s_k (P h_x + Q h_y + b)_k^2`` with learned signs
+      and scales ``s`` (zero at the start). It spans every quadratic form of the joint head outputs
+      of that rank, which is the exact log density ratio of jointly Gaussian streams and the
+      ``<mu_x, y>`` structure of a token-conditioned mean, both of which an MLP on concatenated
+      inputs learns slowly and overfits on small corpora.
     """
 
     def __init__(self, head_x: nn.Module, head_y: nn.Module, hidden_dims: list[int], act: str = "relu",
-                 dropout: float = 0.0, batch_norm: bool = False, bilinear_dim: int = 0) -> None:
+                 dropout: float = 0.0, batch_norm: bool = False, bilinear_dim: int = 0,
+                 quadratic_dim: int = 0) -> None:
         super().__init__()
-        self.bilinear_dim = int(bilinear_dim)
+        self.bilinear_dim, self.quadratic_dim = int(bilinear_dim), int(quadratic_dim)
         self.head_x, self.head_y = head_x, head_y
         dx, dy = int(head_x.out_dim), int(head_y.out_dim)
         first = hidden_dims[0] if hidden_dims else 1
@@ -106,34 +113,64 @@ class Critic(nn.Module):
             # Start near zero so the bilinear term joins in as training finds it useful.
             nn.init.normal_(self.bil_x.weight, std=0.01)
             nn.init.normal_(self.bil_y.weight, std=0.01)
+        if self.quadratic_dim:
+            self.quad_x = nn.Linear(dx, self.quadratic_dim)
+            self.quad_y = nn.Linear(dy, self.quadratic_dim, bias=False)
+            # Zero scales keep the start at T ~ 0 while the projections already carry gradient.
+            self.quad_scale = nn.Parameter(torch.zeros(self.quadratic_dim))
+
+    def mlp_parameters(self) -> list[nn.Parameter]:
+        """The MLP's parameters (first layer and the rest), for a separate learning rate."""
+        return [*self.first_x.parameters(), *self.first_y.parameters(), *self.rest.parameters()]
 
     def encode_x(self, x: torch.Tensor) -> torch.Tensor:
-        """First-layer contribution of x (and its bilinear factor): ``[N, H (+ B)]``."""
+        """First-layer contribution of x and its structured-term factors: ``[N, H (+ B) (+ Q)]``."""
         h = self.head_x(x)
-        return torch.cat([self.first_x(h), self.bil_x(h)], 1) if self.bilinear_dim else self.first_x(h)
+        parts = [self.first_x(h)]
+        if self.bilinear_dim:
+            parts.append(self.bil_x(h))
+        if self.quadratic_dim:
+            parts.append(self.quad_x(h))
+        return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
 
     def encode_y(self, y: torch.Tensor) -> torch.Tensor:
-        """First-layer contribution of y (and its bilinear factor): ``[N, H (+ B)]``."""
+        """First-layer contribution of y and its structured-term factors: ``[N, H (+ B) (+ Q)]``."""
         h = self.head_y(y)
-        return torch.cat([self.first_y(h), self.bil_y(h)], 1) if self.bilinear_dim else self.first_y(h)
+        parts = [self.first_y(h)]
+        if self.bilinear_dim:
+            parts.append(self.bil_y(h))
+        if self.quadratic_dim:
+            parts.append(self.quad_y(h))
+        return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
 
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """First-layer activations of each side: ``[N, H]`` and ``[N, H]``."""
+        """Encoded x and y: ``[N, H (+ B) (+ Q)]`` each."""
         return self.encode_x(x), self.encode_y(y)
 
+    def _structured(self, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor | float:
+        """Bilinear and quadratic terms; ``ex [N, E]`` with ``ey [N, E]`` or ``[N, K, E]``."""
+        if ey.dim() == 3:
+            ex = ex[:, None, :]
+        b = self.bilinear_dim
+        out: torch.Tensor | float = 0.0
+        if b:
+            out = (ex[..., :b] * ey[..., :b]).sum(-1)
+        if self.quadratic_dim:
+            out = out + ((ex[..., b:] + ey[..., b:]) ** 2) @ self.quad_scale
+        return out
+
     def pair_scores(self, ax: torch.Tensor, ay: torch.Tensor, ay_neg: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Scores of joint pairs ``[N]`` and of x_i with K marginal y's ``ay_neg [N, K, H]`` -> ``[N, K]``."""
-        n = ax.shape[0]
-        if self.bilinear_dim:
-            hdim = self.hidden
-            bx, by = ax[:, hdim:], ay[:, hdim:]
+        """Scores of joint pairs ``[N]`` and of x_i with K marginal y's ``ay_neg [N, K, .]`` -> ``[N, K]``."""
+        n, hdim = ax.shape[0], self.hidden
+        structured = bool(self.bilinear_dim or self.quadratic_dim)
+        if structured:
+            ex, ey = ax[:, hdim:], ay[:, hdim:]
             ax, ay = ax[:, :hdim], ay[:, :hdim]
-            bil_j = (bx * by).sum(-1)
         if ay_neg is None:
             tj = self._rest(ax + ay).reshape(n)
-            return (tj + bil_j if self.bilinear_dim else tj), None
-        if self.bilinear_dim:
-            bil_m = torch.einsum("nb,nkb->nk", bx, ay_neg[..., hdim:])
+            return (tj + self._structured(ex, ey) if structured else tj), None
+        if structured:
+            ey_neg = ay_neg[..., hdim:]
             ay_neg = ay_neg[..., :hdim]
         k = ay_neg.shape[1]
         marg_in = (ax[:, None, :] + ay_neg).reshape(n * k, -1)
@@ -143,8 +180,8 @@ class Critic(nn.Module):
         else:
             both = self._rest(torch.cat([ax + ay, marg_in], dim=0)).reshape(-1)
             tj, tm = both[:n], both[n:].reshape(n, k)
-        if self.bilinear_dim:
-            return tj + bil_j, tm + bil_m
+        if structured:
+            return tj + self._structured(ex, ey), tm + self._structured(ex, ey_neg)
         return tj, tm
 
     def _rest(self, h: torch.Tensor) -> torch.Tensor:

@@ -47,10 +47,18 @@ class CriticConfig:
     batch_norm: bool = param(False, help="BatchNorm after hidden layers; normalises joint and marginal passes "
                                          "separately, which erases the signal: kept only for compatibility")
     bilinear_dim: int = param(0, help="rank of an extra bilinear term <U h_x, V h_y> added to the MLP score (0: none)")
+    quadratic_dim: int = param(64, help="rank of an extra quadratic term sum_k s_k (P h_x + Q h_y + b)_k^2 added to "
+                                       "the MLP score (0: none); exact for Gaussian-like dependence")
+    mlp_lr_scale: float = param(0.1, help="learning rate of the MLP relative to the heads and the structured terms; "
+                                          "below 1 the structured terms fit first and the MLP adds what they miss")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.bilinear_dim < 0 or self.quadratic_dim < 0:
+            raise ValueError("bilinear_dim and quadratic_dim must be 0 (off) or a positive rank")
+        if not self.mlp_lr_scale > 0:
+            raise ValueError(f"mlp_lr_scale must be positive, not {self.mlp_lr_scale}")
         if any(h < 1 for h in self.hidden_dims):
             raise ValueError(f"hidden_dims must be positive sizes, not {self.hidden_dims}")
 
@@ -130,6 +138,7 @@ class MIResult:
     baseline: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     pairs_per_second: float = 0.0
+    folds: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def mi_bits(self) -> float:
@@ -186,7 +195,7 @@ def build_critic(spec_x: StreamSpec, spec_y: StreamSpec, cx: int, cy: int, head_
                       "dependence the critic must detect; estimates will be biased towards 0", stacklevel=2)
     return Critic(build_head(spec_x, cx, head_x, "x"), build_head(spec_y, cy, head_y, "y"),
                   list(critic.hidden_dims), critic.activation, critic.dropout, critic.batch_norm,
-                  critic.bilinear_dim)
+                  critic.bilinear_dim, critic.quadratic_dim)
 
 
 def _check_bank(bank: FrameBank, spec: StreamSpec, side: str, split: str) -> None:
@@ -262,7 +271,11 @@ class Trainer:
         self.model = build_critic(spec_x, spec_y, self.cx, self.cy, self.head_x, self.head_y, self.critic_cfg).to(self.device)
         est_cls = get_estimator_class(self.est_cfg.name)
         self.estimator: Estimator = est_cls(est_cls.parse(self.est_cfg.params, "estimator.params"))
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        mlp = {id(p) for p in self.model.mlp_parameters()}
+        groups = [{"params": [p for p in self.model.parameters() if id(p) not in mlp], "lr_ratio": 1.0},
+                  {"params": self.model.mlp_parameters(), "lr_ratio": self.critic_cfg.mlp_lr_scale}]
+        self.opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.cfg.lr,
+                                     weight_decay=self.cfg.weight_decay)
         self.gen = torch.Generator().manual_seed(self.cfg.seed + 1)
         self.pairs_per_step = self.cfg.batch_size * self.cfg.segment_length
         if self.cfg.epochs is not None:
@@ -374,7 +387,7 @@ class Trainer:
         try:
             while self.step < self.total_steps and not self.stopped_early:
                 for group in self.opt.param_groups:
-                    group["lr"] = self._lr_at(self.step)
+                    group["lr"] = self._lr_at(self.step) * group["lr_ratio"]
                 frames = self.train.sample_segments(self.gen, cfg.batch_size, cfg.segment_length)
                 neg = self._negatives_in_batch(cfg.batch_size, cfg.segment_length, self.est_cfg.n_negatives)
                 x, y = self.train.gather(frames, self.cx, self.cy)
