@@ -3,15 +3,24 @@
     python benchmarks/accuracy.py                 # the full table, appended to benchmarks/RESULTS.md
     python benchmarks/accuracy.py --only gauss    # tasks whose name contains 'gauss'
     python benchmarks/accuracy.py --no-write      # print only
+    python benchmarks/accuracy.py --folds 5       # cross-fitted: every sample scored once (5 trainings)
 
 Every task draws 10,000 paired samples (the estimator splits them 70/10/20 into train, validation
-and test) and compares the held-out estimate with the truth:
+and test, or cuts them into folds) and compares the held-out estimate with the truth:
 - correlated Gaussians, I = -d/2 log(1 - rho^2) per dimension pair (exact);
 - index-index pairs drawn from a known joint table, I computed exactly from the table;
 - an index-float mixture y = mu[label] + sigma * noise, I = H(Y) - H(Y|X) by Monte Carlo with the
   exact mixture density (standard error printed, far below the tolerance);
 - independent pairs (truth 0).
 Target: within 5% of the truth, or 0.03 nats when the truth is below 0.6, in under 20 s each.
+
+Two columns separate the estimator's error from the data's: "true critic" is the same bound with
+the known optimal critic log p(x,y)/p(x)p(y), scored on exactly the frames (and with the same kind
+of marginals) as the estimate, so its distance from the truth is test-sample noise that no trained
+critic can remove; "best fitted" is the bound of the right parametric family fitted on the same
+training frames (the Gaussian maximum-likelihood critic; the table with Bayes add-alpha smoothing
+at the alpha that generated it; the mixture's class means, pooled sigma and label frequencies): what a critic that knew the model's form could reach from that
+much training data.
 """
 from __future__ import annotations
 
@@ -31,16 +40,43 @@ import _bench  # the benchmarks folder is on sys.path when a script in it runs
 N = 10_000
 
 
-def gaussian(d: int, mi: float, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+Critic = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (x [n], y [n]) -> scores of all pairs [n, n]
+Task = tuple[np.ndarray, np.ndarray, float, Critic]
+
+
+def gaussian_critic(cov: np.ndarray, d: int) -> Critic:
+    """log N(x, y; cov) - log N(x; cov_xx) - log N(y; cov_yy) for every (x_i, y_j)."""
+    a = np.linalg.inv(cov)
+    a[:d, :d] -= np.linalg.inv(cov[:d, :d])
+    a[d:, d:] -= np.linalg.inv(cov[d:, d:])
+    c = 0.5 * (np.linalg.slogdet(cov[:d, :d])[1] + np.linalg.slogdet(cov[d:, d:])[1] - np.linalg.slogdet(cov)[1])
+
+    def scores(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        x, y = x.astype(np.float64), y.astype(np.float64)
+        qx = np.einsum("ni,ij,nj->n", x, a[:d, :d], x)
+        qy = np.einsum("ni,ij,nj->n", y, a[d:, d:], y)
+        return c - 0.5 * (qx[:, None] + qy[None, :] + 2 * x @ a[:d, d:] @ y.T)
+    return scores
+
+
+def table_critic(p: np.ndarray) -> Critic:
+    """log p(x, y) / p(x) p(y) of a joint table."""
+    with np.errstate(divide="ignore"):
+        t = np.log(p) - np.log(p.sum(1, keepdims=True)) - np.log(p.sum(0, keepdims=True))
+    return lambda x, y: t[x[:, None], y[None, :]]
+
+
+def gaussian(d: int, mi: float, seed: int) -> Task:
     """x, y in R^d with per-dimension correlation chosen so that I(X;Y) = mi nats."""
     rho = math.sqrt(1 - math.exp(-2 * mi / d))
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((N, d))
     y = rho * x + math.sqrt(1 - rho**2) * rng.standard_normal((N, d))
-    return x.astype(np.float32), y.astype(np.float32), mi
+    cov = np.block([[np.eye(d), rho * np.eye(d)], [rho * np.eye(d), np.eye(d)]])
+    return x.astype(np.float32), y.astype(np.float32), mi, gaussian_critic(cov, d)
 
 
-def table_pairs(vx: int, vy: int, alpha: float, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+def table_pairs(vx: int, vy: int, alpha: float, seed: int) -> Task:
     """Token pairs from a Dirichlet-drawn joint table; the exact MI of the table."""
     rng = np.random.default_rng(seed)
     p = rng.dirichlet(np.full(vx * vy, alpha)).reshape(vx, vy)
@@ -48,10 +84,30 @@ def table_pairs(vx: int, vy: int, alpha: float, seed: int) -> tuple[np.ndarray, 
     nz = p > 0
     truth = float((p[nz] * np.log(p[nz] / (px @ py)[nz])).sum())
     cells = rng.choice(vx * vy, size=N, p=p.ravel())
-    return cells // vy, cells % vy, truth
+    return cells // vy, cells % vy, truth, table_critic(p)
 
 
-def mixture(vocab: int, dim: int, sigma: float, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+def fitted_critic(name: str, x: np.ndarray, y: np.ndarray) -> Critic | None:
+    """The right parametric family fitted on training frames (see the module docstring)."""
+    if name.startswith("gauss"):
+        d = x.shape[1]
+        return gaussian_critic(np.cov(np.concatenate([x, y], 1).T.astype(np.float64)), d)
+    if name.startswith("table"):
+        vx, vy = (int(v) for v in name.split()[1].split("x"))
+        alpha = ALPHAS[name]
+        counts = np.zeros((vx, vy))
+        np.add.at(counts, (x, y), 1)
+        return table_critic((counts + alpha) / (counts + alpha).sum())
+    if name.startswith("mixture"):
+        vocab = int(name.split("v=")[1].split()[0])
+        counts = np.bincount(x, minlength=vocab).astype(np.float64)
+        mu = np.stack([y[x == k].mean(0) if counts[k] else np.zeros(y.shape[1]) for k in range(vocab)])
+        sigma = float(np.sqrt(((y - mu[x]) ** 2).mean()))
+        return mixture_critic(mu, sigma, counts / counts.sum())
+    return None
+
+
+def mixture(vocab: int, dim: int, sigma: float, seed: int) -> Task:
     """Labels uniform over vocab, y = mu[label] + sigma * noise; I(label; y) by Monte Carlo."""
     rng = np.random.default_rng(seed)
     mu = rng.standard_normal((vocab, dim))
@@ -66,22 +122,77 @@ def mixture(vocab: int, dim: int, sigma: float, seed: int) -> tuple[np.ndarray, 
     log_own = log_all[np.arange(m), lm]
     log_mix = np.logaddexp.reduce(log_all, axis=1) - math.log(vocab)
     pmi = log_own - log_mix
-    return lab, y.astype(np.float32), float(pmi.mean())
+    return lab, y.astype(np.float32), float(pmi.mean()), mixture_critic(mu, sigma, np.full(vocab, 1 / vocab))
 
 
-def independent_float(seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+def mixture_critic(mu: np.ndarray, sigma: float, prior: np.ndarray) -> Critic:
+    """log p(y | label) - log sum_k prior_k p(y | k) for isotropic Gaussian components."""
+    def scores(lab_: np.ndarray, y_: np.ndarray) -> np.ndarray:
+        ll = -((y_[:, None, :].astype(np.float64) - mu[None]) ** 2).sum(-1) / (2 * sigma**2)  # [n_y, vocab]
+        return ll[:, lab_].T - np.logaddexp.reduce(ll + np.log(prior)[None, :], axis=1)[None, :]
+    return scores
+
+
+def independent_float(seed: int) -> Task:
     """Two independent 5-d Gaussians."""
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((N, 5)).astype(np.float32), rng.standard_normal((N, 5)).astype(np.float32), 0.0
+    return (rng.standard_normal((N, 5)).astype(np.float32), rng.standard_normal((N, 5)).astype(np.float32), 0.0,
+            lambda x, y: np.zeros((len(x), len(y))))
 
 
-def independent_index(seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+def independent_index(seed: int) -> Task:
     """Two independent token streams (vocab 32)."""
     rng = np.random.default_rng(seed)
-    return rng.integers(0, 32, N), rng.integers(0, 32, N), 0.0
+    return rng.integers(0, 32, N), rng.integers(0, 32, N), 0.0, lambda x, y: np.zeros((len(x), len(y)))
 
 
-TASKS: list[tuple[str, Callable[[int], tuple[np.ndarray, np.ndarray, float]]]] = [
+def held_out_bound(scores: np.ndarray) -> float:
+    """The DV bound of a fixed critic on n test pairs, marginals from every other test frame."""
+    n = len(scores)
+    pos = float(np.mean(np.diag(scores)))
+    off = scores.copy()
+    np.fill_diagonal(off, -np.inf)
+    return pos - (float(np.logaddexp.reduce(off, axis=None)) - math.log(n * (n - 1)))
+
+
+def test_parts(n: int, seed: int, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, test) sample indices exactly as ``estimate_mi`` draws them for this seed."""
+    import torch
+
+    from minecli.core.api import _split_indices
+
+    gen = torch.Generator().manual_seed(seed + 100)
+    if folds == 1:
+        tr, _, te = _split_indices(n, (0.7, 0.1, 0.2), gen)
+        return [(tr.numpy(), te.numpy())]
+    order = torch.randperm(n, generator=gen)
+    cuts = np.linspace(0, n, folds + 1).round().astype(int)
+    out = []
+    for k in range(folds):
+        rest = torch.cat([order[:cuts[k]], order[cuts[k + 1]:]])
+        n_valid = max(2, int(round(len(rest) * 0.1 / 0.8)))
+        out.append((np.sort(rest[n_valid:].numpy()), np.sort(order[cuts[k]:cuts[k + 1]].numpy())))
+    return out
+
+
+def reference_bounds(name: str, task: Task, seed: int, folds: int) -> tuple[float, float | None]:
+    """The true critic's and the best fitted critic's bound on the estimate's test frames (frame-weighted)."""
+    x, y, _, true_critic = task
+    true_v, fit_v, n = 0.0, 0.0, 0
+    fit_ok = True
+    for tr, te in test_parts(len(x), seed, folds):
+        true_v += len(te) * held_out_bound(true_critic(x[te], y[te]))
+        fitted = fitted_critic(name, x[tr], y[tr])
+        if fitted is None:
+            fit_ok = False
+        else:
+            fit_v += len(te) * held_out_bound(fitted(x[te], y[te]))
+        n += len(te)
+    return true_v / n, (fit_v / n if fit_ok else None)
+
+
+ALPHAS = {"table 16x16": 0.3, "table 64x32": 0.5}
+TASKS: list[tuple[str, Callable[[int], Task]]] = [
     ("gauss d=1 I=0.1", lambda s: gaussian(1, 0.1, s)),
     ("gauss d=1 I=1.0", lambda s: gaussian(1, 1.0, s)),
     ("gauss d=5 I=0.5", lambda s: gaussian(5, 0.5, s)),
@@ -89,8 +200,8 @@ TASKS: list[tuple[str, Callable[[int], tuple[np.ndarray, np.ndarray, float]]]] =
     ("gauss d=5 I=2.0", lambda s: gaussian(5, 2.0, s)),
     ("gauss d=25 I=1.0", lambda s: gaussian(25, 1.0, s)),
     ("gauss d=25 I=3.0", lambda s: gaussian(25, 3.0, s)),
-    ("table 16x16", lambda s: table_pairs(16, 16, 0.3, s)),
-    ("table 64x32", lambda s: table_pairs(64, 32, 0.5, s)),
+    ("table 16x16", lambda s: table_pairs(16, 16, ALPHAS["table 16x16"], s)),
+    ("table 64x32", lambda s: table_pairs(64, 32, ALPHAS["table 64x32"], s)),
     ("mixture v=16 d=2", lambda s: mixture(16, 2, 0.5, s)),
     ("mixture v=64 d=8", lambda s: mixture(64, 8, 0.8, s)),
     ("independent float d=5", independent_float),
@@ -110,6 +221,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--estimator", default="mine")
     ap.add_argument("--no-write", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    ap.add_argument("--folds", type=int, default=1, help="cross-fitting folds (1: one 70/10/20 split)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra estimate_mi option, YAML value (e.g. --set critic={bilinear_dim: 32})")
     args = ap.parse_args()
@@ -123,16 +235,22 @@ def main() -> None:
 
     torch.set_num_threads(1)
     rows = []
-    header = "| task | truth | estimate | error | 95% CI | CI covers | within target | baseline | seconds |"
+    header = ("| task | truth | estimate | error | 95% CI | CI covers | within target | true critic | best fitted "
+              "| baseline | seconds |")
+    rule = "|---|---|---|---|---|---|---|---|---|---|---|"
     print(header)
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(rule)
     for name, make in TASKS:
         if args.only and args.only not in name:
             continue
-        x, y, truth = make(args.seed)
+        task = make(args.seed)
+        x, y, truth, _ = task
         t0 = time.perf_counter()
-        r = minecli.estimate_mi(x, y, estimator=args.estimator, seed=args.seed, progress=False, **extra)
+        r = minecli.estimate_mi(x, y, estimator=args.estimator, seed=args.seed, progress=False, folds=args.folds,
+                                **extra)
         sec = time.perf_counter() - t0
+        ref_true, ref_fit = reference_bounds(name, task, args.seed, args.folds)
+        refs = f"{ref_true:.3f} | {'-' if ref_fit is None else f'{ref_fit:.3f}'}"
         lo, hi = r.ci95_nats
         err = r.mi_nats - truth
         ok = abs(err) <= tolerance(truth)
@@ -140,10 +258,11 @@ def main() -> None:
         base = r.baseline or {}
         base_txt = f"{base['method']} {base['mi_nats']:.3f}" if base.get("method") else "-"
         row = (f"| {name} | {truth:.3f} | {r.mi_nats:.3f} | {err:+.3f} ({100 * err / truth:+.1f}%) | "
-               f"[{lo:.3f}, {hi:.3f}] | {'yes' if covers else 'no'} | {'yes' if ok else 'NO'} | {base_txt} | {sec:.1f} |"
+               f"[{lo:.3f}, {hi:.3f}] | {'yes' if covers else 'no'} | {'yes' if ok else 'NO'} | {refs} | {base_txt} | "
+               f"{sec:.1f} |"
                if truth > 0 else
                f"| {name} | 0 | {r.mi_nats:.3f} | {err:+.3f} | [{lo:.3f}, {hi:.3f}] | {'yes' if covers else 'no'} | "
-               f"{'yes' if ok else 'NO'} | {base_txt} | {sec:.1f} |")
+               f"{'yes' if ok else 'NO'} | {refs} | {base_txt} | {sec:.1f} |")
         rows.append(row)
         print(row, flush=True)
     if args.no_write or not rows:
@@ -154,9 +273,9 @@ def main() -> None:
                              cwd=Path(__file__).parent).stdout.strip()
     except OSError:
         rev = "?"
-    body = (f"Commit {rev}, estimator `{args.estimator}`, options {extra or 'default'}, 10,000 samples per task, "
-            f"1 torch thread, Python {platform.python_version()}.\n\n{header}\n|---|---|---|---|---|---|---|---|---|\n"
-            + "\n".join(rows))
+    split = "one 70/10/20 split" if args.folds == 1 else f"{args.folds}-fold cross-fitting"
+    body = (f"Commit {rev}, estimator `{args.estimator}`, options {extra or 'default'}, {split}, 10,000 samples "
+            f"per task, 1 torch thread, Python {platform.python_version()}.\n\n{header}\n{rule}\n" + "\n".join(rows))
     _bench.append_results("accuracy on tasks with known MI", cmd, body)
 
 if __name__ == "__main__":

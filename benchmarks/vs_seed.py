@@ -98,11 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed-repo", type=Path, required=True, help="checkout of DaiDongyang/mi_estimate")
     ap.add_argument("--seed-python", default=sys.executable, help="interpreter with the original's requirements")
     ap.add_argument("--seed-steps", type=int, default=120, help="original's training steps (whole epochs of 12)")
-    ap.add_argument("--seed-workers", type=int, default=2,
-                    help="original's DataLoader workers (its README and config.yaml use 16; 2 is faster on 2 cores)")
+    ap.add_argument("--seed-workers", type=int, nargs="+", default=[2, 16],
+                    help="original's DataLoader workers, one run each (its README and config.yaml use 16)")
     ap.add_argument("--seed-dropout", type=float, default=0.0, help="original's dropout (its config.yaml uses 0.2)")
     ap.add_argument("--corpus", type=Path, default=synthetic.DEFAULT_DIR / "corpus", help="corpus folder")
-    ap.add_argument("--steps", type=int, default=2000, help="minecli accuracy-run steps")
+    ap.add_argument("--steps", type=int, default=3000, help="minecli accuracy-run steps")
+    ap.add_argument("--weight-decay", type=float, default=0.3, help="minecli accuracy run's AdamW weight decay")
     ap.add_argument("--throughput-steps", type=int, default=400, help="steps of each minecli throughput run")
     ap.add_argument("--no-save", action="store_true", help="do not append to RESULTS.md")
     args = ap.parse_args(argv)
@@ -115,11 +116,18 @@ def main(argv: list[str] | None = None) -> int:
     load_before = _bench.load_average()
 
     epochs = max(1, math.ceil(args.seed_steps / STEPS_PER_EPOCH))
-    print(f"original pipeline: {epochs} epochs ({epochs * STEPS_PER_EPOCH} steps) ...", file=sys.stderr)
-    seed = run_seed(args.seed_repo.resolve(), args.seed_python, seed_config(args.corpus, work, epochs, args.seed_dropout,
-                                                                       args.seed_workers),
-                    work / "seed.log")
-    seed_pairs_s = seed["steps"] * 16 * 199 / seed["train_s"]  # 199 2-frame windows per 200-frame crop
+    seeds = []
+    for workers in args.seed_workers:
+        print(f"original pipeline, {workers} workers: {epochs} epochs ({epochs * STEPS_PER_EPOCH} steps) ...",
+              file=sys.stderr)
+        run = run_seed(args.seed_repo.resolve(), args.seed_python,
+                       seed_config(args.corpus, work, epochs, args.seed_dropout, workers), work / "seed.log")
+        run["workers"] = workers
+        run["pairs_s"] = run["steps"] * 16 * 199 / run["train_s"]  # 199 2-frame windows per 200-frame crop
+        seeds.append(run)
+    # Ratios are against the original's fastest run: the conservative comparison.
+    seed = max(seeds, key=lambda r: r["pairs_s"])
+    seed_pairs_s = seed["pairs_s"]
 
     config = _bench.minecli_config(args.corpus, work, steps=args.steps, batch_size=64, segment_length=50,
                                    n_negatives=4, lr=3e-3, validate_every=250, threads=1)
@@ -132,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     like_pairs_s = args.throughput_steps * like.pairs_per_step / (fit.wall - fit.valid_seconds)
     bench = throughput_row(loaded, args.throughput_steps, 1)
     print(f"minecli: accuracy run, {args.steps} steps ...", file=sys.stderr)
-    trainer = _bench.make_trainer(loaded, threads=1)
+    trainer = _bench.make_trainer(loaded, threads=1, weight_decay=args.weight_decay)
     acc = _bench.timed_fit(trainer)
     test = trainer.estimate()["mi_nats"]
     tol = 0.05 * truth.mi_nats
@@ -140,15 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     load_after = _bench.load_average()
 
     rows = [
-        ["original", f"16x199 2-frame windows, 1 shuffled negative, {seed['steps']} steps", f"{seed_pairs_s:,.0f}",
-         f"{seed['steps'] / seed['train_s']:.2f}", f"{seed['train_s']:.1f}", f"{seed['valid']:.3f}",
-         f"{seed['test']:.3f}", "1.0x"],
+        ["original", f"16x199 2-frame windows, 1 shuffled negative, {r['steps']} steps, {r['workers']} loader workers",
+         f"{r['pairs_s']:,.0f}", f"{r['steps'] / r['train_s']:.2f}", f"{r['train_s']:.1f}", f"{r['valid']:.3f}",
+         f"{r['test']:.3f}", f"{r['pairs_s'] / seed_pairs_s:.1f}x"] for r in seeds] + [
         ["minecli", f"16x200, context 2, K=1, {args.throughput_steps} steps (like for like)", f"{like_pairs_s:,.0f}",
          f"{args.throughput_steps / (fit.wall - fit.valid_seconds):.1f}", f"{fit.wall - fit.valid_seconds:.1f}", "",
          "", f"{like_pairs_s / seed_pairs_s:.0f}x"],
         ["minecli", f"64x50, K=4, {args.throughput_steps} steps (benchmark settings)", f"{bench['pairs_s']:,.0f}",
          f"{bench['steps_s']:.1f}", f"{bench['train_s']:.1f}", "", "", f"{bench['pairs_s'] / seed_pairs_s:.0f}x"],
-        ["minecli", f"64x50, K=4, {trainer.step} steps, lr 3e-3 (accuracy)", "", "",
+        ["minecli", f"64x50, K=4, {trainer.step} steps, lr 3e-3, weight decay {args.weight_decay} (accuracy)", "", "",
          f"{acc.wall:.1f} (+{loaded.seconds:.1f} load)", f"{trainer.best_value:.3f}", f"{test:.3f}", ""],
     ]
     table = _bench.md_table(["pipeline", "run", "pairs/s", "steps/s", "train s", "valid nats", "test nats",
@@ -157,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                "after it started loading" if hit else "minecli did not come within 5% of the truth in this run")
     body = (f"Truth {truth.mi_nats:.3f} +- {truth.stderr_nats:.3f} nats per frame. Same corpus and model size "
             f"(x embedding {_bench.MODEL['x_embedding_dim']}, y projection {_bench.MODEL['y_proj_dim']}, hidden "
-            f"{_bench.MODEL['hidden_dims']}); original dropout {args.seed_dropout}, "
-            f"{args.seed_workers} loader workers, torch's default threads. Load average before/after: "
+            f"{_bench.MODEL['hidden_dims']}; minecli adds its default quadratic term); original dropout "
+            f"{args.seed_dropout}, torch's default threads; ratios against the original's fastest run. Load average before/after: "
             f"{load_before} / {load_after}.\n\n{table}\n\n{hit_txt}; the original's test estimate after "
             f"{seed['steps']} steps is {seed['test']:.3f} nats ({(seed['test'] - truth.mi_nats) / truth.mi_nats:+.0%} of "
             "the per-frame truth; its 2-frame windows carry at least as much information, so it is further from "
