@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=synthetic.DEFAULT_DIR / "corpus", help="corpus folder")
     ap.add_argument("--steps", type=int, default=3000, help="steps of each accuracy run")
-    ap.add_argument("--weight-decay", type=float, default=0.3,
+    ap.add_argument("--weight-decay", type=float, default=_bench.ACCURACY_WEIGHT_DECAY,
                     help="AdamW weight decay of the accuracy runs (shrinks the embeddings of rare tokens)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one accuracy run per training seed")
     ap.add_argument("--throughput-steps", type=int, default=300, help="steps of each throughput run")
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     acc_rows, curves = [], []
     for seed in args.seeds:
         print(f"accuracy run, seed {seed}: {args.steps} steps ...", file=sys.stderr)
-        trainer = _bench.make_trainer(loaded, threads=1, seed=seed, weight_decay=args.weight_decay)
+        trainer = _bench.make_trainer(loaded, threads=1, seed=seed, weight_decay=args.weight_decay,
+                                      critic=_bench.ACCURACY_CRITIC)
         fit = _bench.timed_fit(trainer)
         test = trainer.estimate()["mi_nats"]
         hit = next(((s, t) for s, t, v in fit.points if abs(v - truth.mi_nats) <= tol), None)
@@ -91,9 +92,10 @@ def main(argv: list[str] | None = None) -> int:
                          "yes" if abs(test - truth.mi_nats) <= tol else "no"])
     load_after = _bench.load_average()
 
-    macs = _bench.critic_macs(trainer.model, trainer.est_cfg.n_negatives)
+    plain = _bench.make_trainer(loaded, threads=1)  # the throughput runs' model (config defaults)
+    macs = _bench.critic_macs(plain.model, plain.est_cfg.n_negatives)
     gf_square = _bench.matmul_gflops(1024, 1024, 1024)
-    gf_critic = _bench.matmul_gflops(trainer.pairs_per_step, 513, 32)
+    gf_critic = _bench.matmul_gflops(plain.pairs_per_step, 513, 32)
     flops_pair = 2 * macs["train"]
     limit = gf_square * 1e9 / flops_pair
 
@@ -106,19 +108,18 @@ def main(argv: list[str] | None = None) -> int:
     acc = _bench.md_table(
         ["seed", "truth nats", "steps", "load s", "train wall s", "first valid within 5% (step, wall s incl. load)",
          "best valid nats", "test nats", "test error", "test within 5%"], acc_rows)
-    work_txt = (f"Critic work per frame pair (K={trainer.est_cfg.n_negatives}): {macs['forward']:,} multiply-adds "
+    work_txt = (f"Critic work per frame pair in the throughput runs (K={plain.est_cfg.n_negatives}): {macs['forward']:,} multiply-adds "
                 f"forward ({macs['per_frame']:,} per frame for heads and first layer, {macs['per_scored_pair']:,} per "
                 f"scored pair after it), {macs['train']:,} per training step = {flops_pair / 1e6:.2f} MFLOP. "
                 f"Measured single-thread float32 matmul: {gf_square:.1f} GFLOP/s (1024^3), {gf_critic:.1f} GFLOP/s "
-                f"([{trainer.pairs_per_step}, 513] @ [513, 32], the y projection). Limit at the 1024^3 rate: "
+                f"([{plain.pairs_per_step}, 513] @ [513, 32], the y projection). Limit at the 1024^3 rate: "
                 f"{limit:,.0f} pairs/s; measured 1 thread: {one['pairs_s']:,.0f} pairs/s = "
                 f"{one['pairs_s'] / limit:.0%} of it.")
     body = (f"Synthetic corpus (benchmarks/synthetic.py), model: x embedding {_bench.MODEL['x_embedding_dim']}, y "
             f"projection {_bench.MODEL['y_proj_dim']}, critic {_bench.MODEL['hidden_dims']}, mine estimator, lr "
-            f"{args.lr} cosine, weight decay {args.weight_decay} in the accuracy runs, critic defaults otherwise "
-            f"(quadratic term rank {trainer.critic_cfg.quadratic_dim}, MLP lr x{trainer.critic_cfg.mlp_lr_scale}), "
-            f"64 negatives for validation/test. Load average before/after: {load_before} / "
-            f"{load_after}.\n\n{table}\n\n{acc}\n\nValidation curves (step: nats): {'; '.join(curves)}.\n\n{work_txt}\n")
+            f"{args.lr} cosine, 64 negatives for validation/test. Load average before/after: {load_before} / "
+            f"{load_after}.\n\n{table}\n\nAccuracy runs: critic options {_bench.ACCURACY_CRITIC}, weight decay {args.weight_decay} "
+            f"(see ACCURACY_CRITIC in _bench.py).\n\n{acc}\n\nValidation curves (step: nats): {'; '.join(curves)}.\n\n{work_txt}\n")
     print(body)
     if not args.no_save:
         _bench.append_results("training throughput and time to accuracy (synthetic corpus)",

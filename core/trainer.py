@@ -47,9 +47,9 @@ class CriticConfig:
     batch_norm: bool = param(False, help="BatchNorm after hidden layers; normalises joint and marginal passes "
                                          "separately, which erases the signal: kept only for compatibility")
     bilinear_dim: int = param(0, help="rank of an extra bilinear term <U h_x, V h_y> added to the MLP score (0: none)")
-    quadratic_dim: int = param(64, help="rank of an extra quadratic term sum_k s_k (P h_x + Q h_y + b)_k^2 added to "
-                                       "the MLP score (0: none); exact for Gaussian-like dependence")
-    mlp_lr_scale: float = param(0.1, help="learning rate of the MLP relative to the heads and the structured terms; "
+    quadratic_dim: int = param(0, help="rank of an extra quadratic term sum_k s_k (P h_x + Q h_y + b)_k^2 added to "
+                                      "the MLP score (0: none); exact for Gaussian-like dependence")
+    mlp_lr_scale: float = param(1.0, help="learning rate of the MLP relative to the heads and the structured terms; "
                                           "below 1 the structured terms fit first and the MLP adds what they miss")
 
     def __post_init__(self) -> None:
