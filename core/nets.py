@@ -123,25 +123,21 @@ class Critic(nn.Module):
         """The MLP's parameters (first layer and the rest), for a separate learning rate."""
         return [*self.first_x.parameters(), *self.first_y.parameters(), *self.rest.parameters()]
 
+    def _encode(self, h: torch.Tensor, side: str) -> torch.Tensor:
+        parts = [getattr(self, f"first_{side}")(h)]
+        if self.bilinear_dim:
+            parts.append(getattr(self, f"bil_{side}")(h))
+        if self.quadratic_dim:
+            parts.append(getattr(self, f"quad_{side}")(h))
+        return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+
     def encode_x(self, x: torch.Tensor) -> torch.Tensor:
         """First-layer contribution of x and its structured-term factors: ``[N, H (+ B) (+ Q)]``."""
-        h = self.head_x(x)
-        parts = [self.first_x(h)]
-        if self.bilinear_dim:
-            parts.append(self.bil_x(h))
-        if self.quadratic_dim:
-            parts.append(self.quad_x(h))
-        return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+        return self._encode(self.head_x(x), "x")
 
     def encode_y(self, y: torch.Tensor) -> torch.Tensor:
         """First-layer contribution of y and its structured-term factors: ``[N, H (+ B) (+ Q)]``."""
-        h = self.head_y(y)
-        parts = [self.first_y(h)]
-        if self.bilinear_dim:
-            parts.append(self.bil_y(h))
-        if self.quadratic_dim:
-            parts.append(self.quad_y(h))
-        return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+        return self._encode(self.head_y(y), "y")
 
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoded x and y: ``[N, H (+ B) (+ Q)]`` each."""
