@@ -157,22 +157,9 @@ def held_out_bound(scores: np.ndarray) -> float:
 
 def test_parts(n: int, seed: int, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, test) sample indices exactly as ``estimate_mi`` draws them for this seed."""
-    import torch
+    from minecli.core.api import split_plan
 
-    from minecli.core.api import _split_indices
-
-    gen = torch.Generator().manual_seed(seed + 100)
-    if folds == 1:
-        tr, _, te = _split_indices(n, (0.7, 0.1, 0.2), gen)
-        return [(tr.numpy(), te.numpy())]
-    order = torch.randperm(n, generator=gen)
-    cuts = np.linspace(0, n, folds + 1).round().astype(int)
-    out = []
-    for k in range(folds):
-        rest = torch.cat([order[:cuts[k]], order[cuts[k + 1]:]])
-        n_valid = max(2, int(round(len(rest) * 0.1 / 0.8)))
-        out.append((np.sort(rest[n_valid:].numpy()), np.sort(order[cuts[k]:cuts[k + 1]].numpy())))
-    return out
+    return [(tr.numpy(), te.numpy()) for tr, _, te in split_plan(n, (0.7, 0.1, 0.2), folds, seed)]
 
 
 def reference_bounds(name: str, task: Task, seed: int, folds: int) -> tuple[float, float | None]:

@@ -52,6 +52,22 @@ def _split_indices(n: int, fractions: Sequence[float], gen: torch.Generator) -> 
     return [torch.sort(order[cuts[i]:cuts[i + 1]]).values for i in range(len(fractions))]
 
 
+def split_plan(n_units: int, split: Sequence[float], folds: int, seed: int) -> list[list[torch.Tensor]]:
+    """(train, valid, test) unit indices for each fold, exactly as ``estimate_mi`` draws them."""
+    gen = torch.Generator().manual_seed(seed + 100)
+    if folds == 1:
+        return [_split_indices(n_units, split, gen)]
+    order = torch.randperm(n_units, generator=gen)
+    cuts = np.linspace(0, n_units, folds + 1).round().astype(int)
+    plans = []
+    for k in range(folds):
+        rest = torch.cat([order[:cuts[k]], order[cuts[k + 1]:]])
+        n_valid = max(2, int(round(len(rest) * split[1] / (split[0] + split[1]))))
+        plans.append([torch.sort(rest[n_valid:]).values, torch.sort(rest[:n_valid]).values,
+                      torch.sort(order[cuts[k]:cuts[k + 1]]).values])
+    return plans
+
+
 def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[ArrayLike], *,
                 estimator: str = "mine", x_kind: str | None = None, y_kind: str | None = None,
                 x_vocab_size: int | None = None, y_vocab_size: int | None = None,
@@ -108,19 +124,7 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
     elif len(xs) < (6 if folds == 1 else max(6, 2 * folds)):
         raise MinecliError(f"with per-utterance lists, give at least {max(6, 2 * folds)} utterances (every split "
                            "needs two or more); or pass concatenated arrays")
-    n_units = len(xs) if per_utt else xs[0].shape[0]
-    gen = torch.Generator().manual_seed(seed + 100)
-    if folds == 1:
-        plans = [_split_indices(n_units, split, gen)]
-    else:
-        order = torch.randperm(n_units, generator=gen)
-        cuts = np.linspace(0, n_units, folds + 1).round().astype(int)
-        plans = []
-        for k in range(folds):
-            rest = torch.cat([order[:cuts[k]], order[cuts[k + 1]:]])
-            n_valid = max(2, int(round(len(rest) * split[1] / (split[0] + split[1]))))
-            plans.append([torch.sort(rest[n_valid:]).values, torch.sort(rest[:n_valid]).values,
-                          torch.sort(order[cuts[k]:cuts[k + 1]]).values])
+    plans = split_plan(len(xs) if per_utt else xs[0].shape[0], split, folds, seed)
 
     train_cfg = parse_params(TrainConfig, {"seed": seed, **training}, "training")
     critic_cfg = parse_params(CriticConfig, {"hidden_dims": list(hidden_dims), **(critic or {})}, "critic")

@@ -271,9 +271,10 @@ class Trainer:
         self.model = build_critic(spec_x, spec_y, self.cx, self.cy, self.head_x, self.head_y, self.critic_cfg).to(self.device)
         est_cls = get_estimator_class(self.est_cfg.name)
         self.estimator: Estimator = est_cls(est_cls.parse(self.est_cfg.params, "estimator.params"))
-        mlp = {id(p) for p in self.model.mlp_parameters()}
-        groups = [{"params": [p for p in self.model.parameters() if id(p) not in mlp], "lr_ratio": 1.0},
-                  {"params": self.model.mlp_parameters(), "lr_ratio": self.critic_cfg.mlp_lr_scale}]
+        mlp = self.model.mlp_parameters()
+        in_mlp = {id(p) for p in mlp}
+        groups = [{"params": [p for p in self.model.parameters() if id(p) not in in_mlp], "lr_ratio": 1.0},
+                  {"params": mlp, "lr_ratio": self.critic_cfg.mlp_lr_scale}]
         self.opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.cfg.lr,
                                      weight_decay=self.cfg.weight_decay)
         self.gen = torch.Generator().manual_seed(self.cfg.seed + 1)
