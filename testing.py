@@ -367,6 +367,19 @@ def _run_checks(label: str, ext: Extractor, spec: StreamSpec, tolerance: float, 
     return ExtractorReport(label, spec, fingerprint, int(out.shape[0]), seconds * spec.frame_rate, tolerance, edges)
 
 
+def invoke_cli(*args: str) -> Any:
+    """Run ``minecli ARGS...`` in-process and return click's ``Result`` (stdout and stderr kept apart)."""
+    from click.testing import CliRunner
+
+    from .cli import cli
+
+    try:  # click 8.1 mixes stderr into stdout unless told not to; 8.2 always keeps them apart
+        runner = CliRunner(mix_stderr=False)
+    except TypeError:
+        runner = CliRunner()
+    return runner.invoke(cli, list(args), catch_exceptions=False)
+
+
 def _same(a: "torch.Tensor", b: "torch.Tensor") -> bool:
     """Equal index streams; float streams equal up to float32 rounding of a differently shaped batch."""
     import torch
@@ -379,4 +392,4 @@ def _same(a: "torch.Tensor", b: "torch.Tensor") -> bool:
     return bool(torch.allclose(a, b, rtol=1e-4, atol=1e-4 * scale)) and math.isfinite(scale)
 
 
-__all__ = ["ExtractorReport", "MODEL_LIBRARIES", "check_extractor", "make_chirp"]
+__all__ = ["ExtractorReport", "MODEL_LIBRARIES", "check_extractor", "invoke_cli", "make_chirp"]

@@ -9,13 +9,12 @@ import textwrap
 import types
 
 import pytest
-from click.testing import CliRunner
 
 import minecli
 from minecli import Extractor, StreamSpec, hookimpl
-from minecli.cli import cli
 from minecli.core import registry
 from minecli.core.registry import build_registry, reset_registry
+from minecli.testing import invoke_cli as invoke
 
 MODEL_LIBRARIES = ("encodec", "s3tokenizer", "transformers", "torch")
 
@@ -28,17 +27,6 @@ def fresh_registry(monkeypatch):
     reset_registry(None)
     yield
     reset_registry(None)
-
-
-def _runner() -> CliRunner:
-    try:  # click 8.1 mixes stderr into stdout unless told not to; 8.2 always keeps them apart
-        return CliRunner(mix_stderr=False)
-    except TypeError:
-        return CliRunner()
-
-
-def invoke(*args: str):
-    return _runner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def table_names(output: str) -> list[str]:

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from minecli.cli import cli
 from minecli.core import registry
 from minecli.core.registry import get_registry, reset_registry
 from minecli.testing import check_extractor
+from minecli.testing import invoke_cli as invoke
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "minecli-kmeans"
@@ -61,17 +60,6 @@ def installed(example_site, monkeypatch):
     reset_registry(None)
     for name in [m for m in sys.modules if m == "minecli_kmeans" or m.startswith("minecli_kmeans.")]:
         sys.modules.pop(name, None)
-
-
-def _runner() -> CliRunner:
-    try:  # click 8.1 mixes stderr into stdout unless told not to; 8.2 always keeps them apart
-        return CliRunner(mix_stderr=False)
-    except TypeError:
-        return CliRunner()
-
-
-def invoke(*args: str):
-    return _runner().invoke(cli, list(args), catch_exceptions=False)
 
 
 def test_installed_package_is_found_through_its_entry_point(installed):

@@ -14,14 +14,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 
 from minecli import Extractor, MinecliError, StreamSpec, hookimpl
-from minecli.cli import cli
 from minecli.core import trainer as trainer_mod
 from minecli.core.config import load_config
 from minecli.core.pipeline import build_banks, extract_all, extract_config, prepare, run_config, validate_config
 from minecli.core.registry import build_registry, get_registry, reset_registry
+from minecli.testing import invoke_cli as invoke
 
 LN2 = math.log(2.0)
 
@@ -32,13 +31,6 @@ def installed_plugins():
     reset_registry(None)
     yield
     reset_registry(None)
-
-
-def runner() -> CliRunner:
-    try:  # click 8.1 mixes stderr into stdout unless told not to; 8.2 keeps them apart
-        return CliRunner(mix_stderr=False)
-    except TypeError:
-        return CliRunner()
 
 
 def aligned_frames(n_samples: int) -> int:
@@ -103,11 +95,11 @@ def test_validate_describes_the_run(run_config_file, tmp_path):
 
 def test_validate_through_the_cli_reports_problems_in_one_line_per_problem(run_config_file):
     path = run_config_file()
-    result = runner().invoke(cli, ["validate", str(path), "training.stepz=3", "x.extractor=mell"])
+    result = invoke("validate", str(path), "training.stepz=3", "x.extractor=mell")
     assert result.exit_code == 1
     assert "2 problems" in result.stderr
     assert "Did you mean 'steps'?" in result.stderr and "Did you mean 'mel'?" in result.stderr
-    ok = runner().invoke(cli, ["validate", str(path), "training.steps=3"])
+    ok = invoke("validate", str(path), "training.steps=3")
     assert ok.exit_code == 0 and ": OK" in ok.stdout
 
 
@@ -182,11 +174,11 @@ def test_an_interrupted_extraction_resumes_where_it_stopped(flaky_plugin, run_co
     flaky_plugin.calls = []
     flaky_plugin.interrupt_on = 2
     other = run_config_file("other.yaml", x={"extractor": "flaky_energy", "params": {}}, data={"cache_dir": str(tmp_path / "c2")})
-    result = runner().invoke(cli, ["extract", str(other), "--side", "x"])
+    result = invoke("extract", str(other), "--side", "x")
     assert result.exit_code == 130, (result.stdout, result.stderr)
     assert "resumes" in result.stderr
     flaky_plugin.interrupt_on = None
-    result = runner().invoke(cli, ["extract", str(other), "--side", "x"])
+    result = invoke("extract", str(other), "--side", "x")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == "x: flaky_energy: 8 extracted, 1 already cached"
 
@@ -428,7 +420,7 @@ def test_run_writes_results_with_sane_numbers(run_config_file, audio_dataset, tm
 
 def test_run_json_on_the_command_line(seed_csvs, write_yaml, tmp_path):
     path = write_yaml(tmp_path / "csv.yaml", csv_doc(seed_csvs, tmp_path))
-    result = runner().invoke(cli, ["run", str(path), "--json", "training.steps=10"])
+    result = invoke("run", str(path), "--json", "training.steps=10")
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     check_results_csv = doc["pairs_dropped"]
@@ -444,13 +436,13 @@ def test_run_json_on_the_command_line(seed_csvs, write_yaml, tmp_path):
     on_disk = json.loads((tmp_path / "csv_out" / "results.json").read_text())
     assert on_disk["mi_nats"] == doc["mi_nats"]
     # without --json the one-screen summary
-    text = runner().invoke(cli, ["run", str(path), "training.steps=10", f"output.dir={tmp_path / 'o2'}"])
+    text = invoke("run", str(path), "training.steps=10", f"output.dir={tmp_path / 'o2'}")
     assert text.exit_code == 0 and text.stdout.startswith("I(X;Y) = ")
     assert "utterances dropped by pairing: 1/0/0" in text.stdout
 
 
 def test_run_errors_are_one_clear_line(run_config_file):
-    result = runner().invoke(cli, ["run", str(run_config_file()), "training.steps"])
+    result = invoke("run", str(run_config_file()), "training.steps")
     assert result.exit_code == 1
     assert "is not KEY=VALUE" in result.stderr
     assert "Traceback" not in result.stderr
