@@ -85,7 +85,7 @@ def minecli_config(corpus: Path, out: Path, *, steps: int, batch_size: int, segm
               "head": {"name": "projection", "params": {"dim": MODEL["y_proj_dim"]}}},
         "pairing": {"context_frames": 1, "normalization": "standard", "segment_length": segment_length},
         "estimator": {"name": "mine", "n_negatives": n_negatives, "eval_negatives": eval_negatives},
-        "critic": {"hidden_dims": MODEL["hidden_dims"]},
+        "critic": {"form": "mlp", "hidden_dims": MODEL["hidden_dims"]},  # the original's critic form
         "training": {"steps": steps, "batch_size": batch_size, "lr": lr, "validate_every": validate_every,
                      "early_stopping_patience": None, "threads": threads, "seed": 0, "progress": False,
                      "bootstrap": 0, "null_permutations": 0},

@@ -119,6 +119,12 @@ class Critic(nn.Module):
             # Zero scales keep the start at T ~ 0 while the projections already carry gradient.
             self.quad_scale = nn.Parameter(torch.zeros(self.quadratic_dim))
 
+    def describe(self) -> str:
+        """One line for summaries: the critic's form and structured terms."""
+        terms = [f"bilinear rank {self.bilinear_dim}"] * bool(self.bilinear_dim) + \
+            [f"quadratic rank {self.quadratic_dim}"] * bool(self.quadratic_dim)
+        return "mlp on concatenated head outputs" + (f" + {' + '.join(terms)}" if terms else "")
+
     def mlp_parameters(self) -> list[nn.Parameter]:
         """The MLP's parameters (first layer and the rest), for a separate learning rate."""
         return [*self.first_x.parameters(), *self.first_y.parameters(), *self.rest.parameters()]
@@ -180,6 +186,13 @@ class Critic(nn.Module):
             return tj + self._structured(ex, ey), tm + self._structured(ex, ey_neg)
         return tj, tm
 
+    def score_negatives(self, ax: torch.Tensor, ay: torch.Tensor, pool: torch.Tensor,
+                        neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint scores of ``(ax, ay)`` ``[N]`` and of x_i with ``pool[neg[i, k]]`` ``[N, K]``."""
+        tj, tm = self.pair_scores(ax, ay, pool[neg])
+        assert tm is not None
+        return tj, tm
+
     def _rest(self, h: torch.Tensor) -> torch.Tensor:
         return self.rest(h) if len(self.rest) else h
 
@@ -187,3 +200,106 @@ class Critic(nn.Module):
         """Scores for joint pairs and (optionally) K marginal pairs per row given by ``neg``."""
         ax, ay = self.encode(x, y)
         return self.pair_scores(ax, ay, ay[neg] if neg is not None else None)
+
+
+class ClassifierCritic(nn.Module):
+    """T(x, y) = log q(label | input) - log pi(label) for a stream of single tokens (the label side).
+
+    With a label side of vocabulary V (one codebook, context 1), the optimal critic log p(x, y) /
+    p(x) p(y) equals log p(label | input) - log p(label): a classifier's log posterior over the V
+    tokens against their marginal. The input side's head and an MLP give V logits ``L``, a learned
+    log prior ``log pi`` (started at the train split's token frequencies) and
+    ``T = L[label] - logsumexp(L + log pi)``. Then ``E_Q[e^T] = sum_v pi_v q(v | input) / pi_v``
+    stays near 1 by construction, so the partition term of the bound needs no learning, and a
+    marginal pair costs one lookup. The reported number is still the bound of this critic on
+    held-out pairs, a lower bound like any other critic's.
+    """
+
+    def __init__(self, head: nn.Module, vocab_size: int, label_side: str, hidden_dims: list[int],
+                 act: str = "relu", dropout: float = 0.0, batch_norm: bool = False) -> None:
+        super().__init__()
+        if label_side not in ("x", "y"):
+            raise ValueError(f"label_side must be 'x' or 'y', not {label_side!r}")
+        self.label_side, self.vocab_size = label_side, int(vocab_size)
+        self.head = head
+        layers: list[nn.Module] = []
+        prev = int(head.out_dim)
+        for h in hidden_dims:
+            layers.append(nn.Linear(prev, h))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(h))
+            layers.append(activation(act))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            prev = h
+        out = nn.Linear(prev, self.vocab_size)
+        # Near-zero logits and the prior give T ~ 0 at the start: the no-information value.
+        nn.init.normal_(out.weight, std=0.01)
+        nn.init.zeros_(out.bias)
+        layers.append(out)
+        self.mlp = nn.Sequential(*layers)
+        self.log_prior = nn.Parameter(torch.zeros(self.vocab_size))
+
+    @torch.no_grad()
+    def init_prior(self, labels: torch.Tensor) -> None:
+        """Start the learned prior at the (add-half smoothed) token frequencies of ``labels``."""
+        counts = torch.bincount(labels.reshape(-1).long().cpu(), minlength=self.vocab_size).float() + 0.5
+        self.log_prior.copy_(counts.log().to(self.log_prior.device))
+
+    def describe(self) -> str:
+        """One line for summaries: which side's tokens the classifier predicts."""
+        return f"classifier: log q({self.label_side} token | {'y' if self.label_side == 'x' else 'x'}) - log pi, " \
+               f"{self.vocab_size} tokens"
+
+    def mlp_parameters(self) -> list[nn.Parameter]:
+        """The MLP's parameters, for a separate learning rate."""
+        return list(self.mlp.parameters())
+
+    def _scores(self, inp: torch.Tensor) -> torch.Tensor:
+        logits = self.mlp(self.head(inp))
+        log_pi = torch.log_softmax(self.log_prior, 0)
+        return logits - torch.logsumexp(logits + log_pi, dim=1, keepdim=True)
+
+    def _label(self, idx: torch.Tensor) -> torch.Tensor:
+        # Labels travel as one float column so both sides' encodings batch and index alike.
+        return idx.reshape(idx.shape[0], -1)[:, :1].to(torch.get_default_dtype())
+
+    def encode_x(self, x: torch.Tensor) -> torch.Tensor:
+        """x's label ``[N, 1]`` or its log-ratio scores against every label ``[N, V]``."""
+        return self._label(x) if self.label_side == "x" else self._scores(x)
+
+    def encode_y(self, y: torch.Tensor) -> torch.Tensor:
+        """y's label ``[N, 1]`` or its log-ratio scores against every label ``[N, V]``."""
+        return self._label(y) if self.label_side == "y" else self._scores(y)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoded x and y."""
+        return self.encode_x(x), self.encode_y(y)
+
+    def pair_scores(self, ax: torch.Tensor, ay: torch.Tensor, ay_neg: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores of joint pairs ``[N]`` and of x_i with K marginal y's ``ay_neg [N, K, .]`` -> ``[N, K]``."""
+        if self.label_side == "y":
+            tj = ax.gather(1, ay.long()).reshape(-1)
+            tm = None if ay_neg is None else ax.gather(1, ay_neg[..., 0].long())
+            return tj, tm
+        lab = ax.long()
+        tj = ay.gather(1, lab).reshape(-1)
+        if ay_neg is None:
+            return tj, None
+        return tj, ay_neg.gather(2, lab[:, None, :].expand(-1, ay_neg.shape[1], 1)).squeeze(2)
+
+    def score_negatives(self, ax: torch.Tensor, ay: torch.Tensor, pool: torch.Tensor,
+                        neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint scores of ``(ax, ay)`` ``[N]`` and of x_i with ``pool[neg[i, k]]`` ``[N, K]``."""
+        if self.label_side == "y":
+            tj, tm = self.pair_scores(ax, ay, pool[neg])
+            assert tm is not None
+            return tj, tm
+        # Look up one score per marginal pair instead of gathering whole [N, K, V] score rows.
+        lab = ax.long()
+        return ay.gather(1, lab).reshape(-1), pool[neg, lab]
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, neg: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores for joint pairs and (optionally) K marginal pairs per row given by ``neg``."""
+        ax, ay = self.encode(x, y)
+        return self.score_negatives(ax, ay, ay, neg) if neg is not None else self.pair_scores(ax, ay, None)

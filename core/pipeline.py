@@ -322,6 +322,7 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
         "aligned_frame_rate_hz": plan.rate,
         "estimator": cfg.estimator.name,
         "lower_bound": bool(trainer.estimator.lower_bound),
+        "critic": trainer.model.describe(),
         "streams": {s: {"extractor": prep.extractors[s].name, "spec": prep.specs[s].to_dict()} for s in ("x", "y")},
         "entropy": entropy,
         "baseline": baseline,

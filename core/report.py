@@ -25,6 +25,8 @@ def summary_text(doc: dict[str, Any]) -> str:
         f"  estimator: {doc['estimator']} ({'lower bound' if doc['lower_bound'] else 'not a strict bound'}), "
         f"test frames {doc['frames']['test']}, CI by {doc['ci_method']}",
     ]
+    if doc.get("critic"):
+        lines.append(f"  critic: {doc['critic']}")
     if doc.get("p_value_no_dependence") is not None:
         lines.append(f"  p-value of no dependence (shuffled pairings): {doc['p_value_no_dependence']:.3g}")
     for side, ent in (doc.get("entropy") or {}).items():
