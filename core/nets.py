@@ -166,14 +166,15 @@ class Critic(nn.Module):
         n, hdim = ax.shape[0], self.hidden
         structured = bool(self.bilinear_dim or self.quadratic_dim)
         if structured:
-            ex, ey = ax[:, hdim:], ay[:, hdim:]
-            ax, ay = ax[:, :hdim], ay[:, :hdim]
+            # split (one backward op that concatenates) instead of two slices (each zero-fills a copy).
+            rest_dim = ax.shape[-1] - hdim
+            ax, ex = ax.split([hdim, rest_dim], -1)
+            ay, ey = ay.split([hdim, rest_dim], -1)
         if ay_neg is None:
             tj = self._rest(ax + ay).reshape(n)
             return (tj + self._structured(ex, ey) if structured else tj), None
         if structured:
-            ey_neg = ay_neg[..., hdim:]
-            ay_neg = ay_neg[..., :hdim]
+            ay_neg, ey_neg = ay_neg.split([hdim, ay_neg.shape[-1] - hdim], -1)
         k = ay_neg.shape[1]
         marg_in = (ax[:, None, :] + ay_neg).reshape(n * k, -1)
         if self.batch_norm:
@@ -189,7 +190,8 @@ class Critic(nn.Module):
     def score_negatives(self, ax: torch.Tensor, ay: torch.Tensor, pool: torch.Tensor,
                         neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Joint scores of ``(ax, ay)`` ``[N]`` and of x_i with ``pool[neg[i, k]]`` ``[N, K]``."""
-        tj, tm = self.pair_scores(ax, ay, pool[neg])
+        # index_select's backward (index_add) is several times faster on the CPU than advanced indexing's.
+        tj, tm = self.pair_scores(ax, ay, pool.index_select(0, neg.reshape(-1)).view(*neg.shape, pool.shape[1]))
         assert tm is not None
         return tj, tm
 

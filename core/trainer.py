@@ -47,19 +47,21 @@ class CriticConfig:
     batch_norm: bool = param(False, help="BatchNorm after hidden layers; normalises joint and marginal passes "
                                          "separately, which erases the signal: kept only for compatibility")
     bilinear_dim: int = param(0, help="rank of an extra bilinear term <U h_x, V h_y> added to the MLP score (0: none)")
-    quadratic_dim: int = param(0, help="rank of an extra quadratic term sum_k s_k (P h_x + Q h_y + b)_k^2 added to "
-                                      "the MLP score (0: none); exact for Gaussian-like dependence")
+    quadratic_dim: int | None = param(None, help="rank of an extra quadratic term sum_k s_k (P h_x + Q h_y + b)_k^2 "
+                                                 "added to the MLP score, exact for Gaussian-like dependence; 0: none; "
+                                                 "null: 64 for two float streams under form auto, else none")
     mlp_lr_scale: float = param(1.0, help="learning rate of the MLP relative to the heads and the structured terms; "
                                           "below 1 the structured terms fit first and the MLP adds what they miss")
     form: Literal["auto", "mlp", "classifier"] = param(
         "auto", help="mlp: T = MLP(concat(h_x, h_y)); classifier: T = log q(token | other side) - log pi(token) "
                      "for a stream of single tokens (one codebook, context 1); auto: classifier when a side is "
-                     "such a stream with at most 256 tokens and no structured term is set, else mlp")
+                     "such a stream with at most 256 tokens and no structured term is set, else mlp (with a "
+                     "rank-64 quadratic term for two float streams, see quadratic_dim)")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
-        if self.bilinear_dim < 0 or self.quadratic_dim < 0:
+        if self.bilinear_dim < 0 or (self.quadratic_dim or 0) < 0:
             raise ValueError("bilinear_dim and quadratic_dim must be 0 (off) or a positive rank")
         if not self.mlp_lr_scale > 0:
             raise ValueError(f"mlp_lr_scale must be positive, not {self.mlp_lr_scale}")
@@ -207,7 +209,21 @@ def build_critic(spec_x: StreamSpec, spec_y: StreamSpec, cx: int, cy: int, head_
                                 critic.activation, critic.dropout, critic.batch_norm)
     return Critic(build_head(spec_x, cx, head_x, "x"), build_head(spec_y, cy, head_y, "y"),
                   list(critic.hidden_dims), critic.activation, critic.dropout, critic.batch_norm,
-                  critic.bilinear_dim, critic.quadratic_dim)
+                  critic.bilinear_dim, quadratic_rank(spec_x, spec_y, critic))
+
+
+# On two float streams the MLP on concatenated inputs learns products of x and y features slowly and
+# overfits them; a rank-64 quadratic term beside it (same learning rate) was higher on Gaussians and
+# on two of three real speech feature pairs (benchmarks/RESULTS.md), and lower on tokens vs mel.
+AUTO_QUADRATIC_DIM = 64
+
+
+def quadratic_rank(spec_x: StreamSpec, spec_y: StreamSpec, critic: CriticConfig) -> int:
+    """The quadratic term's rank: as set, or under form auto 64 for two float streams and 0 otherwise."""
+    if critic.quadratic_dim is not None:
+        return critic.quadratic_dim
+    both_float = spec_x.kind == "float" and spec_y.kind == "float"
+    return AUTO_QUADRATIC_DIM if critic.form == "auto" and both_float and not critic.bilinear_dim else 0
 
 
 # A V-way softmax per frame costs O(V) on both passes: on a 1,024-token Zipf corpus it ran 3x slower

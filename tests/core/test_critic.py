@@ -115,3 +115,21 @@ def test_cross_fitting_by_utterance_and_bad_fold_counts():
         minecli.estimate_mi(xs, ys, folds=0)
     with pytest.raises(minecli.MinecliError, match="at least 10 utterances"):
         minecli.estimate_mi(xs, ys, folds=5)
+
+
+@pytest.mark.parametrize("kinds,critic,want", [
+    (("float", "float"), {}, 64),                        # auto: float pairs get the quadratic term
+    (("float", "float"), {"form": "mlp"}, 0),            # the plain MLP when asked for
+    (("float", "float"), {"quadratic_dim": 0}, 0),       # an explicit rank always wins
+    (("float", "float"), {"quadratic_dim": 8}, 8),
+    (("float", "float"), {"bilinear_dim": 4}, 0),        # a structured term set by hand: nothing added
+    (("index", "float"), {}, 0),                         # token windows vs float: the MLP alone
+])
+def test_auto_adds_a_quadratic_term_only_for_float_pairs(kinds, critic, want):
+    from minecli.core.spec import StreamSpec
+    from minecli.core.trainer import HeadConfig, build_critic
+
+    specs = [StreamSpec(kind="float", dim=3, frame_rate=1.0) if k == "float" else
+             StreamSpec(kind="index", vocab_size=16, frame_rate=1.0) for k in kinds]
+    model = build_critic(specs[0], specs[1], 2, 2, HeadConfig(), HeadConfig(), CriticConfig(hidden_dims=[8], **critic))
+    assert isinstance(model, Critic) and model.quadratic_dim == want
