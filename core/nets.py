@@ -123,7 +123,8 @@ class Critic(nn.Module):
         """One line for summaries: the critic's form and structured terms."""
         terms = [f"bilinear rank {self.bilinear_dim}"] * bool(self.bilinear_dim) + \
             [f"quadratic rank {self.quadratic_dim}"] * bool(self.quadratic_dim)
-        return "mlp on concatenated head outputs" + (f" + {' + '.join(terms)}" if terms else "")
+        body = "mlp" if len(self.rest) else "linear"
+        return f"{body} on concatenated head outputs" + (f" + {' + '.join(terms)}" if terms else "")
 
     def mlp_parameters(self) -> list[nn.Parameter]:
         """The MLP's parameters (first layer and the rest), for a separate learning rate."""
@@ -250,8 +251,8 @@ class ClassifierCritic(nn.Module):
 
     def describe(self) -> str:
         """One line for summaries: which side's tokens the classifier predicts."""
-        return f"classifier: log q({self.label_side} token | {'y' if self.label_side == 'x' else 'x'}) - log pi, " \
-               f"{self.vocab_size} tokens"
+        other = "y" if self.label_side == "x" else "x"
+        return f"classifier of {self.label_side}'s {self.vocab_size} tokens given {other} (T = log q - log pi)"
 
     def mlp_parameters(self) -> list[nn.Parameter]:
         """The MLP's parameters, for a separate learning rate."""
