@@ -195,15 +195,18 @@ def build_head(spec: StreamSpec, context: int, cfg: HeadConfig, side: str) -> to
 
 
 def build_critic(spec_x: StreamSpec, spec_y: StreamSpec, cx: int, cy: int, head_x: HeadConfig,
-                 head_y: HeadConfig, critic: CriticConfig) -> Critic:
+                 head_y: HeadConfig, critic: CriticConfig) -> Critic | ClassifierCritic:
     """The critic T(x, y) for two streams."""
-    if critic.batch_norm:
+    label = classifier_side(spec_x, spec_y, cx, cy, critic)
+    if critic.batch_norm and label is None:
         warnings.warn("critic.batch_norm normalises joint and marginal pairs separately, which erases the "
                       "dependence the critic must detect; estimates will be biased towards 0", stacklevel=2)
-    label = classifier_side(spec_x, spec_y, cx, cy, critic)
     if label is not None:
         spec_in, c_in, head_in = (spec_y, cy, head_y) if label == "x" else (spec_x, cx, head_x)
         other = "y" if label == "x" else "x"
+        if (head_x if label == "x" else head_y) != HeadConfig():
+            warnings.warn(f"{label}.head is not used: the critic is a classifier over {label}'s tokens (critic.form "
+                          f"{critic.form}); set critic.form=mlp to encode {label} with its head", stacklevel=2)
         return ClassifierCritic(build_head(spec_in, c_in, head_in, other),
                                 (spec_x if label == "x" else spec_y).vocab_size, label, list(critic.hidden_dims),
                                 critic.activation, critic.dropout, critic.batch_norm)

@@ -131,3 +131,9 @@ def test_sixty_four_token_mixture_is_within_five_percent():
     # low on this task; the classifier critic's logits are linear in y here, its exact form.
     assert abs(r.mi_nats - truth) < 0.05 * truth
     assert r.ci95_nats[0] - 0.05 * truth < truth < r.ci95_nats[1] + 0.05 * truth
+
+
+def test_a_configured_head_on_the_predicted_side_is_reported_unused():
+    with pytest.warns(UserWarning, match=r"x\.head is not used.*critic\.form=mlp"):
+        build_critic(_spec("index", 16), _spec("float"), 1, 1, HeadConfig(name="embedding", params={"dim": 8}),
+                     HeadConfig(), CriticConfig(hidden_dims=[8]))
