@@ -383,6 +383,8 @@ def check_results(doc: dict, out: Path, expect_frames: dict[str, int]) -> None:
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["mi_nats"] == doc["mi_nats"] and on_disk["frames"] == expect_frames
     assert (out / "summary.txt").read_text().startswith("I(X;Y) = ")
+    # the critic actually built is named, in the results and in the summary
+    assert doc["critic"] and f"  critic: {doc['critic']}\n" in (out / "summary.txt").read_text()
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     resolved = yaml.safe_load((out / "config.resolved.yaml").read_text())
     assert resolved == doc["config"]
