@@ -13,6 +13,29 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+def hidden_stack(prev: int, hidden_dims: list[int], act: str, dropout: float, batch_norm: bool,
+                 out_dim: int, first_linear: bool = True) -> list[nn.Module]:
+    """Hidden layers (Linear, [BatchNorm], activation, [Dropout]) and a near-zero output Linear.
+
+    ``first_linear=False`` leaves out the first Linear, for a critic that computes it per side.
+    """
+    layers: list[nn.Module] = []
+    for i, h in enumerate(hidden_dims):
+        if i > 0 or first_linear:
+            layers.append(nn.Linear(prev, h))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(activation(act))
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        prev = h
+    out = nn.Linear(prev, out_dim)
+    # Near-zero outputs at the start make every bound start at ~0, the no-information value.
+    nn.init.normal_(out.weight, std=0.01)
+    nn.init.zeros_(out.bias)
+    return [*layers, out]
+
+
 class EmbeddingHead(nn.Module):
     """Index stream ``[N, c, C]`` -> one embedding table per codebook -> ``[N, out_dim]``.
 
@@ -87,23 +110,7 @@ class Critic(nn.Module):
         first = hidden_dims[0] if hidden_dims else 1
         self.first_x = nn.Linear(dx, first)
         self.first_y = nn.Linear(dy, first, bias=False)
-        rest: list[nn.Module] = []
-        prev = first
-        if hidden_dims:
-            for i, h in enumerate(hidden_dims):
-                if i > 0:
-                    rest.append(nn.Linear(prev, h))
-                if batch_norm:
-                    rest.append(nn.BatchNorm1d(h))
-                rest.append(activation(act))
-                if dropout > 0:
-                    rest.append(nn.Dropout(dropout))
-                prev = h
-            out = nn.Linear(prev, 1)
-            # Near-zero scores at the start make every bound start at ~0, the no-information value.
-            nn.init.normal_(out.weight, std=0.01)
-            nn.init.zeros_(out.bias)
-            rest.append(out)
+        rest = hidden_stack(first, hidden_dims, act, dropout, batch_norm, 1, first_linear=False) if hidden_dims else []
         self.rest = nn.Sequential(*rest)
         self.batch_norm = batch_norm
         self.hidden = first
@@ -225,21 +232,7 @@ class ClassifierCritic(nn.Module):
             raise ValueError(f"label_side must be 'x' or 'y', not {label_side!r}")
         self.label_side, self.vocab_size = label_side, int(vocab_size)
         self.head = head
-        layers: list[nn.Module] = []
-        prev = int(head.out_dim)
-        for h in hidden_dims:
-            layers.append(nn.Linear(prev, h))
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(h))
-            layers.append(activation(act))
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            prev = h
-        out = nn.Linear(prev, self.vocab_size)
-        # Near-zero logits and the prior give T ~ 0 at the start: the no-information value.
-        nn.init.normal_(out.weight, std=0.01)
-        nn.init.zeros_(out.bias)
-        layers.append(out)
+        layers = hidden_stack(int(head.out_dim), hidden_dims, act, dropout, batch_norm, self.vocab_size)
         self.mlp = nn.Sequential(*layers)
         self.log_prior = nn.Parameter(torch.zeros(self.vocab_size))
 
