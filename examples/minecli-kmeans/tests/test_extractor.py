@@ -117,7 +117,7 @@ def test_package_declares_its_entry_point():
 def test_runs_end_to_end_in_a_config(registry, filelists, tmp_path):
     doc = {
         "data": {split: str(path) for split, path in filelists.items()} | {"cache_dir": str(tmp_path / "cache")},
-        "x": {"extractor": "kmeans", "params": SMALL, "head": {"name": "embedding", "params": {"dim": 4}}},
+        "x": {"extractor": "kmeans", "params": SMALL},
         "y": {"extractor": "mel", "params": {"n_mels": 16}},
         "critic": {"hidden_dims": [16]},
         "estimator": {"n_negatives": 4, "eval_negatives": 8},
