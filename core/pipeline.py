@@ -6,6 +6,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,6 +260,14 @@ def validate_config(config: str | os.PathLike[str], overrides: list[str] | None 
     lines.append(f"  pairing: {plan.describe()}")
     lines.append("  splits: " + ", ".join(f"{s} {len(prep.items[s])} files" for s in SPLITS))
     lines.append(f"  estimator: {prep.cfg.estimator.name}; cache: {prep.cache_dir}")
+    from .trainer import build_critic
+
+    cfg = prep.cfg
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a run says these; validation only names the critic
+        critic = build_critic(prep.specs["x"], prep.specs["y"], cfg.x.context_frames or cfg.pairing.context_frames,
+                              cfg.y.context_frames or cfg.pairing.context_frames, cfg.x.head, cfg.y.head, cfg.critic)
+    lines.append(f"  critic: {critic.describe()}")
     lines.extend(f"  note: {n}" for n in prep.notes)
     return "\n".join(lines)
 

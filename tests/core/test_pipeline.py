@@ -89,6 +89,10 @@ def test_validate_describes_the_run(run_config_file, tmp_path):
     assert "complex_spec -> float 66-d @ 50 Hz" in text
     assert "y x2, 100 Hz" in text
     assert "train 5 files, valid 2 files, test 2 files" in text
+    # the critic auto picks for two float streams, and the plain one when the config asks for it
+    assert "  critic: mlp on concatenated head outputs + quadratic rank 64" in text.splitlines()
+    plain = validate_config(run_config_file(), ["critic.form=mlp"])
+    assert "  critic: mlp on concatenated head outputs" in plain.splitlines()
     assert not (tmp_path / "cache").exists(), "validate extracts nothing"
     assert not (tmp_path / "out").exists(), "validate writes nothing"
 
