@@ -65,6 +65,13 @@ def append_results(title: str, command: str, body: str) -> None:
     print(f"appended to {RESULTS}", file=sys.stderr)
 
 
+def publish(title: str, script: str, argv: list[str] | None, body: str, save: bool) -> None:
+    """Print a benchmark's result and, when ``save``, append it to RESULTS.md with its command line."""
+    print(body)
+    if save:
+        append_results(title, command_line(script, argv), body)
+
+
 def md_table(head: list[str], rows: list[list[Any]]) -> str:
     """A Markdown table."""
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

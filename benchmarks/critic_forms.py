@@ -112,9 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     body = (f"Seed {args.seed}, 1 torch thread, estimate_mi defaults otherwise (float pairs: split by utterance "
             f"70/10/20; frames {frames}); phones: the demo's filelists and training settings at context 1.\n\n"
             f"{table}\n")
-    print(body)
-    if not args.no_write:
-        _bench.append_results("critic forms on real speech", _bench.command_line("critic_forms.py", argv), body)
+    _bench.publish("critic forms on real speech", "critic_forms.py", argv, body, save=not args.no_write)
     return 0
 
 

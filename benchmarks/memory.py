@@ -106,9 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     body = (f"minecli.estimate_mi on per-utterance lists of the synthetic model, y width {args.dim}, {args.steps} "
             f"training steps, 64 negatives per test frame. Load average before/after: {load_before} / "
             f"{_bench.load_average()}.\n\n{table}\n")
-    print(body)
-    if not args.no_save:
-        _bench.append_results("peak memory as the corpus grows", _bench.command_line("memory.py", argv), body)
+    _bench.publish("peak memory as the corpus grows", "memory.py", argv, body, save=not args.no_save)
     return 0
 
 

@@ -120,10 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.lr} cosine, 64 negatives for validation/test. Load average before/after: {load_before} / "
             f"{load_after}.\n\n{table}\n\nAccuracy runs: critic options {_bench.ACCURACY_CRITIC}, weight decay {args.weight_decay} "
             f"(see ACCURACY_CRITIC in _bench.py).\n\n{acc}\n\nValidation curves (step: nats): {'; '.join(curves)}.\n\n{work_txt}\n")
-    print(body)
-    if not args.no_save:
-        _bench.append_results("training throughput and time to accuracy (synthetic corpus)",
-                              _bench.command_line("throughput.py", argv), body)
+    _bench.publish("training throughput and time to accuracy (synthetic corpus)", "throughput.py", argv, body,
+                   save=not args.no_save)
     return 0
 
 

@@ -173,10 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{seed['steps']} steps is {seed['test']:.3f} nats ({(seed['test'] - truth.mi_nats) / truth.mi_nats:+.0%} of "
             "the per-frame truth; its 2-frame windows carry at least as much information, so it is further from "
             "its own target).\n")
-    print(body)
-    if not args.no_save:
-        _bench.append_results("side by side with the original pipeline (synthetic corpus)",
-                              _bench.command_line("vs_seed.py", argv), body)
+    _bench.publish("side by side with the original pipeline (synthetic corpus)", "vs_seed.py", argv, body,
+                   save=not args.no_save)
     return 0
 
 
