@@ -256,6 +256,18 @@ def classifier_side(spec_x: StreamSpec, spec_y: StreamSpec, cx: int, cy: int, cr
     return min(single, key=lambda side: (single[side], side != "y"))
 
 
+def block_length(n: int) -> int:
+    """Block length of the moving-block bootstrap for n correlated frames: n^(1/3), the usual rate."""
+    return max(2, round(n ** (1 / 3)))
+
+
+def block_bootstrap_indices(n: int, block: int, gen: torch.Generator, size: int | None = None) -> torch.Tensor:
+    """A moving-block bootstrap sample of n frames: random runs of ``block`` consecutive indices, ``size`` (n) in all."""
+    block, size = min(block, n), size or n
+    starts = torch.randint(0, n - block + 1, (-(-size // block),), generator=gen)
+    return (starts[:, None] + torch.arange(block)).reshape(-1)[:size]
+
+
 def _check_bank(bank: FrameBank, spec: StreamSpec, side: str, split: str) -> None:
     t = bank.x if side == "x" else bank.y
     if spec.kind == "index":
@@ -532,17 +544,23 @@ class Trainer:
             return v, v, "none"
         n = tj.shape[0]
         by_utt = bank.n_utts >= 10 and bank.n_utts < n
+        # Fewer than 10 utterances are too few to resample, but their frames are still correlated in
+        # time: resampling blocks of consecutive frames keeps that correlation in the interval.
+        block = block_length(n) if (not by_utt and bank.n_utts < n) else 1
         vals = []
         # Resampling whole utterances keeps their internal correlation in the interval.
         cap = 200_000
         for _ in range(b):
             if by_utt:
                 idx = bank.frames_of(torch.randint(0, bank.n_utts, (bank.n_utts,), generator=gen))
+            elif block > 1:
+                idx = block_bootstrap_indices(n, block, gen, size=min(n, cap))
             else:
                 idx = torch.randint(0, n, (min(n, cap),), generator=gen)
             vals.append(float(self.estimator.bound(tj[idx], tm[idx])))
         arr = np.asarray(vals)
-        return float(np.quantile(arr, 0.025)), float(np.quantile(arr, 0.975)), "utterances" if by_utt else "frames"
+        method = "utterances" if by_utt else (f"blocks of {block} consecutive frames" if block > 1 else "frames")
+        return float(np.quantile(arr, 0.025)), float(np.quantile(arr, 0.975)), method
 
     def _permutation_p(self, bank: FrameBank, tj: torch.Tensor, tm: torch.Tensor, gen: torch.Generator) -> float | None:
         """p-value of 'no dependence': the bound on real pairs against pairs shuffled across utterances."""
