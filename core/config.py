@@ -92,6 +92,11 @@ class RunConfig:
     training: TrainConfig = param(TrainConfig(), help="optimisation")
     output: OutputConfig = param(OutputConfig(), help="results and checkpoints")
 
+    def contexts(self) -> tuple[int, int]:
+        """Context frames of x and y: each side's own, else pairing.context_frames."""
+        return (self.x.context_frames or self.pairing.context_frames,
+                self.y.context_frames or self.pairing.context_frames)
+
 
 SECTIONS = ("data", "x", "y", "pairing", "estimator", "critic", "training", "output")
 

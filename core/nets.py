@@ -209,7 +209,7 @@ class Critic(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor, neg: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Scores for joint pairs and (optionally) K marginal pairs per row given by ``neg``."""
         ax, ay = self.encode(x, y)
-        return self.pair_scores(ax, ay, ay[neg] if neg is not None else None)
+        return self.score_negatives(ax, ay, ay, neg) if neg is not None else self.pair_scores(ax, ay, None)
 
 
 class ClassifierCritic(nn.Module):
@@ -292,8 +292,8 @@ class ClassifierCritic(nn.Module):
             assert tm is not None
             return tj, tm
         # Look up one score per marginal pair instead of gathering whole [N, K, V] score rows.
-        lab = ax.long()
-        return ay.gather(1, lab).reshape(-1), pool[neg, lab]
+        tj, _ = self.pair_scores(ax, ay, None)
+        return tj, pool[neg, ax.long()]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, neg: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Scores for joint pairs and (optionally) K marginal pairs per row given by ``neg``."""

@@ -265,8 +265,7 @@ def validate_config(config: str | os.PathLike[str], overrides: list[str] | None 
     cfg = prep.cfg
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a run says these; validation only names the critic
-        critic = build_critic(prep.specs["x"], prep.specs["y"], cfg.x.context_frames or cfg.pairing.context_frames,
-                              cfg.y.context_frames or cfg.pairing.context_frames, cfg.x.head, cfg.y.head, cfg.critic)
+        critic = build_critic(prep.specs["x"], prep.specs["y"], *cfg.contexts(), cfg.x.head, cfg.y.head, cfg.critic)
     lines.append(f"  critic: {critic.describe()}")
     lines.extend(f"  note: {n}" for n in prep.notes)
     return "\n".join(lines)
@@ -298,8 +297,7 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
     counts = extract_all(prep, progress=cfg.training.progress)
     t_extract = time.perf_counter() - t0
     banks, stats, plan = build_banks(prep)
-    cx = cfg.x.context_frames or cfg.pairing.context_frames
-    cy = cfg.y.context_frames or cfg.pairing.context_frames
+    cx, cy = cfg.contexts()
     training = cfg.training
     if cfg.pairing.segment_length != training.segment_length:
         from dataclasses import replace

@@ -202,14 +202,14 @@ def build_critic(spec_x: StreamSpec, spec_y: StreamSpec, cx: int, cy: int, head_
         warnings.warn("critic.batch_norm normalises joint and marginal pairs separately, which erases the "
                       "dependence the critic must detect; estimates will be biased towards 0", stacklevel=2)
     if label is not None:
-        spec_in, c_in, head_in = (spec_y, cy, head_y) if label == "x" else (spec_x, cx, head_x)
         other = "y" if label == "x" else "x"
-        if (head_x if label == "x" else head_y) != HeadConfig():
+        specs, contexts, heads = {"x": spec_x, "y": spec_y}, {"x": cx, "y": cy}, {"x": head_x, "y": head_y}
+        if heads[label] != HeadConfig():
             warnings.warn(f"{label}.head is not used: the critic is a classifier over {label}'s tokens (critic.form "
                           f"{critic.form}); set critic.form=mlp to encode {label} with its head", stacklevel=2)
-        return ClassifierCritic(build_head(spec_in, c_in, head_in, other),
-                                (spec_x if label == "x" else spec_y).vocab_size, label, list(critic.hidden_dims),
-                                critic.activation, critic.dropout, critic.batch_norm)
+        return ClassifierCritic(build_head(specs[other], contexts[other], heads[other], other),
+                                specs[label].vocab_size, label, list(critic.hidden_dims), critic.activation,
+                                critic.dropout, critic.batch_norm)
     return Critic(build_head(spec_x, cx, head_x, "x"), build_head(spec_y, cy, head_y, "y"),
                   list(critic.hidden_dims), critic.activation, critic.dropout, critic.batch_norm,
                   critic.bilinear_dim, quadratic_rank(spec_x, spec_y, critic))
