@@ -179,10 +179,11 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
                     n_test_utts=final["n_utts"], ci_method=final["ci_method"], p_value=final["p_value"],
                     best_step=trainer.best_step, steps_run=trainer.step, stopped_early=trainer.stopped_early,
                     seconds=seconds, history=trainer.history, entropy=entropy, baseline=base, warnings=warns,
-                    critic=trainer.model.describe(),
+                    critic=trainer.describe_critic(), reference=trainer.reference_report,
                     pairs_per_second=sum(t.step * t.pairs_per_step for t, _, _ in fits) / max(train_s, 1e-9),
                     folds=[{"mi_nats": f["mi_nats"], "ci95_nats": list(f["ci95_nats"]), "n_test_frames": n,
-                            "best_step": t.best_step, "steps_run": t.step} for t, f, n in fits] if folds > 1 else [])
+                            "best_step": t.best_step, "steps_run": t.step, "critic": t.describe_critic()}
+                           for t, f, n in fits] if folds > 1 else [])
 
 
 def _combine_folds(results: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:

@@ -260,6 +260,7 @@ def validate_config(config: str | os.PathLike[str], overrides: list[str] | None 
     lines.append(f"  pairing: {plan.describe()}")
     lines.append("  splits: " + ", ".join(f"{s} {len(prep.items[s])} files" for s in SPLITS))
     lines.append(f"  estimator: {prep.cfg.estimator.name}; cache: {prep.cache_dir}")
+    from .reference import reference_kind
     from .trainer import build_critic
 
     cfg = prep.cfg
@@ -267,6 +268,10 @@ def validate_config(config: str | os.PathLike[str], overrides: list[str] | None 
         warnings.simplefilter("ignore")  # a run says these; validation only names the critic
         critic = build_critic(prep.specs["x"], prep.specs["y"], *cfg.contexts(), cfg.x.head, cfg.y.head, cfg.critic)
     lines.append(f"  critic: {critic.describe()}")
+    kind = reference_kind(prep.specs["x"], prep.specs["y"], *cfg.contexts()) if cfg.critic.reference else None
+    if kind:
+        lines.append(f"  reference: {kind} (closed form, fitted on the train split; gives the estimate if it "
+                     "validates higher than the trained critic)")
     lines.extend(f"  note: {n}" for n in prep.notes)
     return "\n".join(lines)
 
@@ -329,7 +334,8 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
         "aligned_frame_rate_hz": plan.rate,
         "estimator": cfg.estimator.name,
         "lower_bound": bool(trainer.estimator.lower_bound),
-        "critic": trainer.model.describe(),
+        "critic": trainer.describe_critic(),
+        "reference": trainer.reference_report,
         "streams": {s: {"extractor": prep.extractors[s].name, "spec": prep.specs[s].to_dict()} for s in ("x", "y")},
         "entropy": entropy,
         "baseline": baseline,

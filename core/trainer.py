@@ -22,6 +22,7 @@ from .errors import ConfigError, MinecliError
 from .interfaces import Estimator
 from .io import _umask, replace_dir, write_json
 from .nets import ClassifierCritic, Critic
+from .reference import ReferenceCritic, fit_references, reference_kind
 from .params import param
 from .registry import get_estimator_class, get_head_class
 from .spec import StreamSpec
@@ -52,6 +53,10 @@ class CriticConfig:
                                                  "null: 64 for two float streams under form auto, else none")
     mlp_lr_scale: float = param(1.0, help="learning rate of the MLP relative to the heads and the structured terms; "
                                           "below 1 the structured terms fit first and the MLP adds what they miss")
+    reference: bool = param(True, help="also fit the closed-form critic of the pairing's classical model on the train "
+                                       "split (jointly Gaussian float streams, Gaussian classes for single tokens "
+                                       "against floats, a smoothed table for two token streams) and report the "
+                                       "test bound of whichever critic validates higher")
     form: Literal["auto", "mlp", "classifier"] = param(
         "auto", help="mlp: T = MLP(concat(h_x, h_y)); classifier: T = log q(token | other side) - log pi(token) "
                      "for a stream of single tokens (one codebook, context 1); auto: classifier when a side is "
@@ -145,6 +150,7 @@ class MIResult:
     warnings: list[str] = field(default_factory=list)
     pairs_per_second: float = 0.0
     critic: str = ""
+    reference: dict[str, Any] | None = None
     folds: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -366,6 +372,8 @@ class Trainer:
         self.stopped_early = False
         self.history: list[dict[str, float]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.reference: ReferenceCritic | None = None
+        self.reference_report: dict[str, Any] | None = None
         self._valid_protocol = self._make_valid_protocol()
         self.train_seconds = 0.0
 
@@ -396,21 +404,23 @@ class Trainer:
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
     def score_bank(self, bank: FrameBank, neg: torch.Tensor | int, chunk: int = 8192,
-                   gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   gen: torch.Generator | None = None,
+                   critic: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Critic scores of every frame's joint pair ``[N]`` and its marginal pairs ``[N, K]``.
 
         ``neg`` is either fixed negative indices ``[N, K]`` or K: then negatives from other
         utterances are drawn chunk by chunk with `gen`, so their index arrays never exist for the
         whole split at once (they cost far more memory than the scores).
         """
-        was_training = self.model.training
-        self.model.eval()
+        critic = critic or self.scorer
+        was_training = critic.training
+        critic.eval()
         dev = self.device
         ay_parts = []
         for s in range(0, bank.n_frames, chunk):
             frames = torch.arange(s, min(s + chunk, bank.n_frames))
             y = bank.y[bank.windows(frames, self.cy)]
-            ay_parts.append(self.model.encode_y(y.to(dev)))
+            ay_parts.append(critic.encode_y(y.to(dev)))
         ay = torch.cat(ay_parts)
         tj_parts, tm_parts = [], []
         k = neg if isinstance(neg, int) else neg.shape[1]
@@ -418,19 +428,68 @@ class Trainer:
         for s in range(0, bank.n_frames, rows):
             frames = torch.arange(s, min(s + rows, bank.n_frames))
             x = bank.x[bank.windows(frames, self.cx)]
-            ax = self.model.encode_x(x.to(dev))
+            ax = critic.encode_x(x.to(dev))
             nf = bank.other_utterance_frames(gen, frames, k) if isinstance(neg, int) else neg[frames]
-            tj, tm = self.model.score_negatives(ax, ay[frames.to(dev)], ay, nf.to(dev))
+            tj, tm = critic.score_negatives(ax, ay[frames.to(dev)], ay, nf.to(dev))
             tj_parts.append(tj.float().cpu())
             tm_parts.append(tm.float().cpu())
-        self.model.train(was_training)
+        critic.train(was_training)
         return torch.cat(tj_parts), torch.cat(tm_parts)
 
-    def validate(self) -> float:
-        """The bound on the fixed validation protocol."""
+    @property
+    def scorer(self) -> torch.nn.Module:
+        """The critic that gives the estimate: the reference critic when it validated higher, else the trained one."""
+        return self.reference if self.reference is not None else self.model
+
+    def describe_critic(self) -> str:
+        """One line naming the critic that gives the estimate (and what it beat)."""
+        rep = self.reference_report
+        if rep is None:
+            return self.model.describe()
+        if rep["selected"]:
+            return (f"{rep['critic']}; it validated at {rep['valid_nats']:.3f} nats against "
+                    f"{rep['trained_valid_nats']:.3f} for the trained {self.model.describe()}")
+        return f"{self.model.describe()} (the {rep['kind']} reference validated lower: {rep['valid_nats']:.3f} nats)"
+
+    def validate(self, critic: torch.nn.Module | None = None) -> float:
+        """The bound on the fixed validation protocol (of the trained critic unless another is given)."""
         bank, neg = self._valid_protocol
-        tj, tm = self.score_bank(bank, neg)
+        tj, tm = self.score_bank(bank, neg, critic=critic or self.model)
         return float(self.estimator.bound(tj, tm))
+
+    def consider_reference(self) -> None:
+        """Fit the pairing's closed-form critics on the train split and keep the best if it beats the trained one."""
+        self.reference, self.reference_report = None, None
+        kind = reference_kind(self.spec_x, self.spec_y, self.cx, self.cy) if self.critic_cfg.reference else None
+        if kind is None:
+            return
+        gen = torch.Generator().manual_seed(self.cfg.seed + 5)
+        best, best_value = None, -math.inf
+        for cand in fit_references(kind, self.train, self.cx, self.cy, self.spec_x, self.spec_y, gen):
+            cand = cand.to(self.device)
+            value = self.validate(cand)
+            if math.isfinite(value) and value > best_value:
+                best, best_value = cand, value
+        if best is None:
+            return
+        selected = best_value > self.best_value
+        self.reference_report = {"kind": kind, "critic": best.describe(), "valid_nats": best_value,
+                                 "trained_valid_nats": self.best_value, "selected": selected}
+        if selected:
+            self.reference = best
+            self._save_reference()
+
+    def _save_reference(self) -> None:
+        """The selected reference critic's tensors beside the checkpoints, so the estimate can be re-scored."""
+        if self.ckpt_dir is None or self.reference is None or self.reference_report is None:
+            return
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".reference.", dir=self.ckpt_dir))
+        os.chmod(tmp, 0o777 & ~_umask())
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.reference.state_dict().items()},
+                  str(tmp / "model.safetensors"))
+        write_json(tmp / "state.json", {**self.reference_report, "config": self.config_doc})
+        replace_dir(tmp, self.ckpt_dir / "reference")
 
     # ------------------------------------------------------------------ training
     def _lr_at(self, step: int) -> float:
@@ -513,6 +572,7 @@ class Trainer:
         self._save("last")
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+        self.consider_reference()
         return self.history
 
     # ------------------------------------------------------------------ final estimate
@@ -570,19 +630,20 @@ class Trainer:
         sub = torch.randperm(bank.n_frames, generator=gen)[:20000]
         sub = torch.sort(sub).values
         obs = float(self.estimator.bound(tj[sub], tm[sub]))
-        was = self.model.training
-        self.model.eval()
+        critic = self.scorer
+        was = critic.training
+        critic.eval()
         dev = self.device
         x = bank.x[bank.windows(sub, self.cx)].to(dev)
-        ax = self.model.encode_x(x)
+        ax = critic.encode_x(x)
         null_count = 0
         for _ in range(n_perm):
             other = bank.other_utterance_frames(gen, sub, 1)[:, 0]
-            ay = self.model.encode_y(bank.y[bank.windows(other, self.cy)].to(dev))
-            t_null, _ = self.model.pair_scores(ax, ay, None)
+            ay = critic.encode_y(bank.y[bank.windows(other, self.cy)].to(dev))
+            t_null, _ = critic.pair_scores(ax, ay, None)
             if float(self.estimator.bound(t_null.float().cpu(), tm[sub])) >= obs:
                 null_count += 1
-        self.model.train(was)
+        critic.train(was)
         return (1 + null_count) / (1 + n_perm)
 
     # ------------------------------------------------------------------ checkpoints

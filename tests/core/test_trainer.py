@@ -15,6 +15,8 @@ from minecli.core.spec import StreamSpec
 from minecli.core.trainer import CriticConfig, EstimatorConfig, TrainConfig, Trainer, build_critic, HeadConfig
 
 FAST = dict(progress=False, null_permutations=0, bootstrap=100, validate_every=50)
+# These tests are about the trained critic; the closed-form references have their own (test_reference.py).
+NEURAL = {"critic": {"reference": False}}
 
 
 def _gaussian(n: int, d: int, rho: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
@@ -26,7 +28,7 @@ def _gaussian(n: int, d: int, rho: float, seed: int = 0) -> tuple[np.ndarray, np
 
 def test_gaussian_estimate_is_close_to_truth():
     x, y, truth = _gaussian(8000, 2, 0.8)  # truth 1.022 nats
-    r = minecli.estimate_mi(x, y, hidden_dims=[64, 64], steps=800, seed=0, **FAST)
+    r = minecli.estimate_mi(x, y, hidden_dims=[64, 64], steps=800, seed=0, **FAST, **NEURAL)
     # 1,600 test samples give a bootstrap SE near 0.03 nats; a trained lower bound may sit a few
     # percent low. 0.1 nats is about 3 SE plus 5% of the truth.
     assert abs(r.mi_nats - truth) < 0.1, r
@@ -56,7 +58,7 @@ def test_index_index_matches_exact_mi_of_a_joint_table():
     truth = float((table[nz] * np.log(table[nz] / (px @ py)[nz])).sum())
     cells = rng.choice(64, size=20000, p=table.ravel())
     x, y = cells // 8, cells % 8
-    r = minecli.estimate_mi(x, y, hidden_dims=[32, 32], steps=600, seed=0, **FAST)
+    r = minecli.estimate_mi(x, y, hidden_dims=[32, 32], steps=600, seed=0, **FAST, **NEURAL)
     # 4,000 test pairs: SE of the plug-in-like estimate ~0.015 nats; allow 3 SE plus 3% of truth.
     assert abs(r.mi_nats - truth) < 0.05 + 0.03 * truth, (r.mi_nats, truth)
     assert r.entropy["x"]["log_vocab_nats"] == pytest.approx(math.log(8))
@@ -90,7 +92,7 @@ def test_all_four_pairings_with_and_without_context(pairing, context):
     p_same = 0.9 + 0.1 / 8
     truth = math.log(8) + p_same * math.log(p_same) + (1 - p_same) * math.log((1 - p_same) / 7)
     r = minecli.estimate_mi(xs, ys, context=context, hidden_dims=[32, 32], steps=300, seed=0,
-                            batch_size=128, **FAST)
+                            batch_size=128, **FAST, **NEURAL)
     # The float views are noisy embeddings that still identify the token almost surely, so every
     # pairing carries nearly the token MI (1.61 nats); 300 steps reach most of it. A 3-frame window
     # spans at most two tokens (held 3 frames each), so with context the MI is at most twice that.

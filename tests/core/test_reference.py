@@ -1,0 +1,155 @@
+"""Closed-form reference critics: their algebra against exact log ratios, when they apply, and the selection."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import minecli
+from minecli.core.data import FrameBank
+from minecli.core.reference import (MAX_FLOAT_WIDTH, _fit_gaussian, _fit_lda, _fit_table, reference_kind)
+from minecli.core.spec import StreamSpec
+from minecli.core.trainer import CriticConfig, TrainConfig, Trainer
+
+FAST = dict(progress=False, null_permutations=0, bootstrap=50, validate_every=50, baseline=False)
+
+
+def _spec(kind: str, size: int = 3, books: int = 1) -> StreamSpec:
+    if kind == "float":
+        return StreamSpec(kind="float", frame_rate=50.0, dim=size)
+    return StreamSpec(kind="index", frame_rate=50.0, vocab_size=size, n_codebooks=books)
+
+
+def _with_exact_moments(z: np.ndarray, cov: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Samples whose sample mean and (1/n) covariance are exactly `mean` and `cov`."""
+    z = z - z.mean(0)
+    white = np.linalg.cholesky(np.linalg.inv(z.T @ z / len(z)))  # (z white) has identity covariance
+    return (z @ white) @ np.linalg.cholesky(cov).T + mean
+
+
+def test_gaussian_reference_is_the_exact_gaussian_log_ratio():
+    rng = np.random.default_rng(0)
+    dx, dy = 3, 2
+    a = rng.standard_normal((dx + dy, dx + dy))
+    cov = a @ a.T + 0.5 * np.eye(dx + dy)
+    mean = rng.standard_normal(dx + dy)
+    f = _with_exact_moments(rng.standard_normal((4000, dx + dy)), cov, mean)
+    ref = _fit_gaussian(torch.from_numpy(f[:, :dx]), torch.from_numpy(f[:, dx:]))[0]  # the smallest ridge
+    # Exact log N(x,y) - log N(x) - log N(y) at fresh points.
+    pts = rng.standard_normal((50, dx + dy)) * 2 + mean
+
+    def logn(v: np.ndarray, m: np.ndarray, c: np.ndarray) -> np.ndarray:
+        d = v - m
+        return -0.5 * (np.einsum("ni,ij,nj->n", d, np.linalg.inv(c), d) + np.linalg.slogdet(c)[1]
+                       + len(m) * math.log(2 * math.pi))
+
+    truth = logn(pts, mean, cov) - logn(pts[:, :dx], mean[:dx], cov[:dx, :dx]) - logn(pts[:, dx:], mean[dx:], cov[dx:, dx:])
+    px, py = torch.from_numpy(pts[:, :dx]).float(), torch.from_numpy(pts[:, dx:]).float()
+    tj, _ = ref.pair_scores(ref.encode_x(px), ref.encode_y(py), None)
+    # Ridge 1e-4 on the correlation matrices moves the canonical correlations by ~1e-4, and the
+    # scores (up to ~10 nats at 2 sigma) by well under 0.05; float32 adds ~1e-5.
+    assert np.abs(tj.double().numpy() - truth).max() < 0.05
+    # Marginal pairs use the same formula: pairing x_i with its own y as a "negative" gives the joint score.
+    _, tm = ref.pair_scores(ref.encode_x(px), ref.encode_y(py), ref.encode_y(py)[:, None, :])
+    assert torch.allclose(tm[:, 0], tj, atol=1e-4)
+
+
+def test_lda_reference_matches_the_mixture_log_ratio_on_either_side():
+    rng = np.random.default_rng(1)
+    vocab, d, sigma, n = 4, 2, 0.7, 200_000
+    mu = rng.standard_normal((vocab, d)) * 1.5
+    lab = rng.integers(0, vocab, n)
+    y = mu[lab] + sigma * rng.standard_normal((n, d))
+    lt, fy = torch.from_numpy(lab), torch.from_numpy(y)
+    pts_l = torch.arange(vocab).repeat_interleave(25)
+    pts_y = torch.from_numpy(rng.standard_normal((100, d)) * 1.5)
+    ll = -((pts_y[:, None, :].numpy() - mu[None]) ** 2).sum(-1) / (2 * sigma**2)   # [100, V]
+    truth = ll[np.arange(100), pts_l.numpy()] - (np.logaddexp.reduce(ll, axis=1) - math.log(vocab))
+    for side in ("x", "y"):
+        ref = _fit_lda(side, lt, fy, vocab)[0]
+        tok, flt = ref._tokens(pts_l), ref._floats(pts_y.float())
+        ex, ey = (tok, flt) if side == "x" else (flt, tok)
+        tj, _ = ref.pair_scores(ex, ey, None)
+        # 200,000 samples: class means and the pooled sigma are within ~0.005 of the truth, which
+        # moves log ratios of up to ~8 nats by at most ~0.1.
+        assert np.abs(tj.double().numpy() - truth).max() < 0.1, side
+
+
+def test_table_reference_is_the_smoothed_tables_log_ratio_and_normalised():
+    x = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 2])
+    y = torch.tensor([0, 1, 1, 0, 0, 1, 1, 1, 0, 1])
+    for ref in _fit_table(x, y, 3, 2):
+        counts = np.zeros((3, 2))
+        np.add.at(counts, (x.numpy(), y.numpy()), 1)
+        p = (counts + ref.alpha) / (counts + ref.alpha).sum()
+        expect = np.log(p) - np.log(p.sum(1, keepdims=True)) - np.log(p.sum(0, keepdims=True))
+        assert np.allclose(ref.log_ratio.numpy(), expect, atol=1e-6)
+        # Under the smoothed marginals e^T integrates to 1: the DV partition term of the model is 0.
+        norm = (p.sum(1, keepdims=True) * p.sum(0, keepdims=True) * np.exp(ref.log_ratio.numpy())).sum()
+        assert norm == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("sx, cx, sy, cy, kind", [
+    (("float", 3), 1, ("float", 4), 1, "gaussian"),
+    (("float", 3), 5, ("float", 4), 2, "gaussian"),
+    (("float", MAX_FLOAT_WIDTH), 2, ("float", 4), 1, None),       # a window wider than the cap
+    (("index", 16), 1, ("float", 4), 3, "lda"),
+    (("float", 4), 1, ("index", 16), 1, "lda"),
+    (("index", 16), 3, ("float", 4), 1, None),                     # a token window is not a single token
+    (("index", 16), 1, ("index", 8), 1, "table"),
+    (("index", 4096), 1, ("index", 4096), 1, None),                # 16.8 M cells
+    (("index", 16, 2), 1, ("float", 4), 1, None),                  # two codebooks per frame
+])
+def test_which_reference_a_pairing_gets(sx, cx, sy, cy, kind):
+    assert reference_kind(_spec(*sx), _spec(*sy), cx, cy) == kind
+
+
+def test_the_reference_gives_the_estimate_only_when_it_validates_higher():
+    rng = np.random.default_rng(2)
+    n = 6000
+    # Jointly Gaussian: the reference is the right model and needs no training.
+    x = rng.standard_normal((n, 4)).astype(np.float32)
+    y = (0.7 * x + 0.7 * rng.standard_normal((n, 4))).astype(np.float32)
+    r = minecli.estimate_mi(x, y, steps=100, seed=0, **FAST)
+    assert r.reference is not None and r.reference["kind"] == "gaussian"
+    assert r.reference["selected"] and r.reference["valid_nats"] > r.reference["trained_valid_nats"]
+    assert r.critic.startswith("gaussian reference")
+    truth = -2 * math.log(1 - 0.7**2 / (0.7**2 + 0.7**2))  # rho^2 = 1/2 per dimension: 4 * 0.347 nats
+    # 1,200 test frames: SE ~0.04 nats at 1.4 nats; 0.15 is over 3 SE.
+    assert abs(r.mi_nats - truth) < 0.15
+    # y = x^2 + noise: no linear correlation, so the Gaussian model sees nothing and the trained critic wins.
+    u = rng.uniform(-2, 2, (n, 1)).astype(np.float32)
+    v = (u**2 + 0.1 * rng.standard_normal((n, 1))).astype(np.float32)
+    r = minecli.estimate_mi(u, v, steps=600, seed=0, **FAST)
+    assert r.reference is not None and not r.reference["selected"]
+    assert r.reference["valid_nats"] < 0.1 < r.mi_nats
+    assert "the gaussian reference validated lower" in r.critic
+    off = minecli.estimate_mi(u, v, steps=100, seed=0, critic={"reference": False}, **FAST)
+    assert off.reference is None and "reference" not in off.critic
+
+
+def test_a_selected_reference_is_saved_beside_the_checkpoints_and_rescored_identically(tmp_path):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3000, 2)).astype(np.float32)
+    y = (x + rng.standard_normal((3000, 2))).astype(np.float32)
+    bank = FrameBank.from_lists([x[:1000], x[1000:2000]], [y[:1000], y[1000:2000]])
+    valid = FrameBank.from_lists([x[2000:2250], x[2250:2500]], [y[2000:2250], y[2250:2500]])
+    test = FrameBank.from_lists([x[2500:2750], x[2750:]], [y[2500:2750], y[2750:]])
+    spec = _spec("float", 2)
+    trainer = Trainer(spec, spec, bank, valid, test, critic=CriticConfig(hidden_dims=[8]),
+                      training=TrainConfig(steps=50, validate_every=25, progress=False, null_permutations=0,
+                                           bootstrap=20), checkpoint_dir=tmp_path)
+    trainer.fit()
+    assert trainer.reference is not None
+    state = json.loads((tmp_path / "reference" / "state.json").read_text())
+    assert state["kind"] == "gaussian" and state["selected"]
+    first = trainer.estimate()["mi_nats"]
+    # A resumed run refits the same reference from the same frames and seed: the same estimate.
+    again = Trainer(spec, spec, bank, valid, test, critic=CriticConfig(hidden_dims=[8]),
+                    training=TrainConfig(steps=50, validate_every=25, progress=False, null_permutations=0,
+                                         bootstrap=20), checkpoint_dir=tmp_path)
+    again.fit()
+    assert again.estimate()["mi_nats"] == pytest.approx(first, abs=1e-6)
