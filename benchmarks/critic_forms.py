@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = _bench.make_trainer(loaded, critic=critic, seed=args.seed)
         trainer.fit()
         est = trainer.estimate()
-        rows.append(["phones vs log-mel, context 1 (demo audio)", label, trainer.model.describe(),
+        rows.append(["phones vs log-mel, context 1 (demo audio)", label, trainer.describe_critic(),
                      f"{est['mi_nats']:.3f}", f"[{est['ci95_nats'][0]:.3f}, {est['ci95_nats'][1]:.3f}]",
                      f"{trainer.best_step}/{trainer.step}", f"{time.perf_counter() - t0:.1f}"])
         print(" | ".join(rows[-1]), file=sys.stderr)

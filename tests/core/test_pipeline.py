@@ -93,6 +93,10 @@ def test_validate_describes_the_run(run_config_file, tmp_path):
     assert "  critic: mlp on concatenated head outputs + quadratic rank 64" in text.splitlines()
     plain = validate_config(run_config_file(), ["critic.form=mlp"])
     assert "  critic: mlp on concatenated head outputs" in plain.splitlines()
+    # two float streams also get the Gaussian reference critic, unless it is turned off
+    assert any(line.startswith("  reference: gaussian") for line in text.splitlines())
+    off = validate_config(run_config_file(), ["critic.reference=false"])
+    assert "reference:" not in off
     assert not (tmp_path / "cache").exists(), "validate extracts nothing"
     assert not (tmp_path / "out").exists(), "validate writes nothing"
 
@@ -389,6 +393,12 @@ def check_results(doc: dict, out: Path, expect_frames: dict[str, int]) -> None:
     assert (out / "summary.txt").read_text().startswith("I(X;Y) = ")
     # the critic actually built is named, in the results and in the summary
     assert doc["critic"] and f"  critic: {doc['critic']}\n" in (out / "summary.txt").read_text()
+    # the reference critic's validation is recorded, and the critic line says which one won
+    ref = doc["reference"]
+    if ref is not None:
+        assert math.isfinite(ref["valid_nats"])
+        assert (ref["critic"] if ref["selected"] else "validated lower") in doc["critic"]
+        assert (out / "checkpoints" / "reference" / "model.safetensors").exists() == ref["selected"]
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     resolved = yaml.safe_load((out / "config.resolved.yaml").read_text())
     assert resolved == doc["config"]
@@ -407,6 +417,7 @@ def test_run_writes_results_with_sane_numbers(run_config_file, audio_dataset, tm
     assert doc["pairing"]["alignment"]["y_repeat"] == 2
     assert doc["extraction"]["x"]["extracted"] == 9 and doc["extraction"]["y"]["extracted"] == 9
     assert doc["training"]["steps_run"] == 20
+    assert doc["reference"]["kind"] == "gaussian"  # mel against complex_spec: two float streams
     # step 0 is the untrained critic, the baseline every later state must beat
     assert [h["step"] for h in doc["history"]] == [0, 10, 20]
     assert doc["streams"]["x"]["spec"]["dim"] == 8 and doc["streams"]["y"]["spec"]["dim"] == 66
