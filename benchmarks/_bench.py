@@ -159,11 +159,12 @@ def timed_fit(trainer: Any) -> TimedFit:
     inner = trainer.validate
     start = time.perf_counter()
 
-    def validate() -> float:
+    def validate(critic: Any = None) -> float:
         a = time.perf_counter()
-        value = inner()
+        value = inner(critic)
         spent[0] += time.perf_counter() - a
-        points.append((trainer.step, time.perf_counter() - start, value))
+        if critic is None:  # the trained critic's curve, not the reference candidates scored after it
+            points.append((trainer.step, time.perf_counter() - start, value))
         return value
 
     trainer.validate = validate

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -41,6 +42,16 @@ def throughput_row(loaded: _bench.Loaded, steps: int, threads: int) -> dict:
     return {"threads": torch.get_num_threads(), "steps": steps, "batch": f"{trainer.cfg.batch_size}x"
             f"{trainer.cfg.segment_length}", "k": k, "train_s": train_s, "pairs_s": pairs / train_s,
             "steps_s": steps / train_s, "scored_s": pairs * (1 + k) / train_s}
+
+
+def _estimate_from(trainer: Any) -> str:
+    """Which critic gave the test estimate: the trained one, or the reference with its validation value."""
+    rep = trainer.reference_report
+    if rep is None:
+        return "trained critic"
+    if rep["selected"]:
+        return f"{rep['kind']} reference (valid {rep['valid_nats']:.3f})"
+    return f"trained critic ({rep['kind']} reference valid {rep['valid_nats']:.3f})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         acc_rows.append([seed, f"{truth.mi_nats:.3f} +- {truth.stderr_nats:.3f}", trainer.step, f"{loaded.seconds:.1f}",
                          f"{fit.wall:.1f}", f"{hit[0]}, {hit[1] + loaded.seconds:.1f}" if hit else "not reached",
                          f"{trainer.best_value:.3f}", f"{test:.3f}", f"{(test - truth.mi_nats) / truth.mi_nats:+.1%}",
-                         "yes" if abs(test - truth.mi_nats) <= tol else "no"])
+                         "yes" if abs(test - truth.mi_nats) <= tol else "no", _estimate_from(trainer)])
     load_after = _bench.load_average()
 
     plain = _bench.make_trainer(loaded, threads=1)  # the throughput runs' model (config defaults)
@@ -107,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     one = next((r for r in rows if r["threads"] == 1), rows[0])
     acc = _bench.md_table(
         ["seed", "truth nats", "steps", "load s", "train wall s", "first valid within 5% (step, wall s incl. load)",
-         "best valid nats", "test nats", "test error", "test within 5%"], acc_rows)
+         "best valid nats", "test nats", "test error", "test within 5%", "test estimate from"], acc_rows)
     work_txt = (f"Critic work per frame pair in the throughput runs (K={plain.est_cfg.n_negatives}): {macs['forward']:,} multiply-adds "
                 f"forward ({macs['per_frame']:,} per frame for heads and first layer, {macs['per_scored_pair']:,} per "
                 f"scored pair after it), {macs['train']:,} per training step = {flops_pair / 1e6:.2f} MFLOP. "

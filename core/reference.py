@@ -37,9 +37,10 @@ ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 
 
 def _standardise(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    mean = f.mean(0)
-    scale = f.std(0).clamp_min(1e-8)
-    return (f - mean) / scale, mean, scale
+    """float32 frames scaled to zero mean and unit variance (the statistics in float64)."""
+    var, mean = torch.var_mean(f.double(), 0)
+    scale = var.sqrt().clamp_min(1e-8)
+    return ((f - mean.float()) / scale.float()), mean, scale
 
 
 def _inv_sqrt(c: torch.Tensor, ridge: float) -> torch.Tensor:
@@ -204,8 +205,8 @@ def fit_references(kind: str, train: FrameBank, cx: int, cy: int, spec_x: Stream
     x, y = train.gather(frames, cx, cy)
     if kind == "table":
         return _fit_table(x.reshape(-1), y.reshape(-1), int(spec_x.vocab_size or 0), int(spec_y.vocab_size or 0))
-    fx = x.reshape(x.shape[0], -1).double()
-    fy = y.reshape(y.shape[0], -1).double()
+    fx = x.reshape(x.shape[0], -1).float()
+    fy = y.reshape(y.shape[0], -1).float()
     if kind == "gaussian":
         return _fit_gaussian(fx, fy)
     if spec_x.kind == "index":
@@ -217,7 +218,8 @@ def _fit_gaussian(fx: torch.Tensor, fy: torch.Tensor) -> list[ReferenceCritic]:
     zx, mx, sx = _standardise(fx)
     zy, my, sy = _standardise(fy)
     n = zx.shape[0]
-    cxx, cyy, cxy = zx.T @ zx / n, zy.T @ zy / n, zx.T @ zy / n
+    # D x D products in float32 (several times faster), accumulated into float64 for the eigensolver.
+    cxx, cyy, cxy = ((a.T @ b).double() / n for a, b in ((zx, zx), (zy, zy), (zx, zy)))
     out: list[ReferenceCritic] = []
     for ridge in RIDGES:
         wx, wy = _inv_sqrt(cxx, ridge), _inv_sqrt(cyy, ridge)
@@ -235,19 +237,33 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
     z, mean, scale = _standardise(f)
     n, d = z.shape
     counts = torch.bincount(tokens, minlength=vocab).double()
-    sums = torch.zeros(vocab, d, dtype=z.dtype).index_add_(0, tokens, z)
+    sums = torch.zeros(vocab, d, dtype=torch.float64).index_add_(0, tokens, z.double())
     means = sums / counts.clamp_min(1)[:, None]      # unseen tokens sit at the grand mean (0)
-    within = z - means[tokens]
-    cov = within.T @ within / max(1, n - int((counts > 0).sum()))
+    within = z - means.float()[tokens]
+    seen = int((counts > 0).sum())
+    cov = (within.T @ within).double() / max(1, n - seen)
     log_prior = torch.log((counts + 0.5) / (counts.sum() + 0.5 * vocab))
     out: list[ReferenceCritic] = []
     for ridge in RIDGES:
         w = _inv_sqrt(cov, ridge)
-        m = means @ w                                     # whitened class means [V, d]
-        # Only the span of the means matters for z.m_k; project onto it to keep pairs cheap.
-        q, _ = torch.linalg.qr(m.T)                       # [d, r], r = min(d, V)
-        proj = (w @ q).T / scale                          # [r, D] on raw frames
-        out.append(LdaReference(side, m @ q, log_prior, proj, proj @ mean, ridge))
+        m = means @ w                                     # whitened class means [V, d], within-class noise ~ I
+        # Empirical Bayes per discriminant direction: a sample mean of n_k frames carries noise of
+        # variance 1/n_k, which adds seen/n to the frequency-weighted between-class scatter. Keep the
+        # directions whose scatter exceeds that floor (tau^2 > 0) and shrink each class mean towards
+        # the grand mean by tau^2 / (tau^2 + 1/n_k): rare tokens' noisy means would otherwise make
+        # the critic overconfident.
+        between = (m * (counts / n)[:, None]).T @ m
+        b, u = torch.linalg.eigh(between)
+        tau2 = b - seen / n
+        keep = tau2 > 0
+        if not bool(keep.any()):
+            keep = b == b.max()
+            tau2 = b.clamp_min(1e-12)
+        u, tau2 = u[:, keep], tau2[keep]
+        shrink = tau2 / (tau2 + 1.0 / counts.clamp_min(1)[:, None])
+        shrink = torch.where(counts[:, None] > 0, shrink, torch.zeros_like(shrink))
+        proj = (w @ u).T / scale                          # [r, D] on raw frames
+        out.append(LdaReference(side, (m @ u) * shrink, log_prior, proj, proj @ mean, ridge))
     return out
 
 
