@@ -178,6 +178,7 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
                     lower_bound=bool(trainer.estimator.lower_bound), n_test_frames=final["n_frames"],
                     n_test_utts=final["n_utts"], ci_method=final["ci_method"], p_value=final["p_value"],
                     best_step=trainer.best_step, steps_run=trainer.step, stopped_early=trainer.stopped_early,
+                    stop_reason=trainer.stop_reason,
                     seconds=seconds, history=trainer.history, entropy=entropy, baseline=base, warnings=warns,
                     critic=trainer.describe_critic(), reference=trainer.reference_report,
                     pairs_per_second=sum(t.step * t.pairs_per_step for t, _, _ in fits) / max(train_s, 1e-9),

@@ -270,8 +270,8 @@ def validate_config(config: str | os.PathLike[str], overrides: list[str] | None 
     lines.append(f"  critic: {critic.describe()}")
     kind = reference_kind(prep.specs["x"], prep.specs["y"], *cfg.contexts()) if cfg.critic.reference else None
     if kind:
-        lines.append(f"  reference: {kind} (closed form, fitted on the train split; gives the estimate if it "
-                     "validates higher than the trained critic)")
+        lines.append(f"  reference: {kind} (closed form, fitted on the train split; gives the estimate unless "
+                     "the trained critic validates higher by more than one standard error)")
     lines.extend(f"  note: {n}" for n in prep.notes)
     return "\n".join(lines)
 
@@ -346,6 +346,7 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
         "extraction": counts,
         "training": {"steps_run": trainer.step, "total_steps": trainer.total_steps, "best_step": trainer.best_step,
                      "best_valid_mi_nats": trainer.best_value, "stopped_early": trainer.stopped_early,
+                     "stop_reason": trainer.stop_reason,
                      "pairs_per_second": trainer.step * trainer.pairs_per_step / max(trainer.train_seconds, 1e-9)},
         "history": trainer.history,
         "time_seconds": {"extraction": t_extract, "training": t_train, "total": time.perf_counter() - t0},

@@ -12,9 +12,9 @@ likelihood (with a little regularisation):
 
 A reference critic is a fixed function, so its held-out bound is as valid a lower bound as the
 trained critic's. The trainer scores each candidate on the same validation protocol as the trained
-critic and reports the test bound of whichever validates higher: on small corpora these models need
-far fewer samples than a neural critic when they fit the data, and they lose the validation when
-they do not.
+critic and keeps the reference unless the trained critic validates higher by more than one standard
+error: on small corpora these models need far fewer samples than a neural critic when they fit the
+data, and they lose the validation by far when they do not.
 """
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -55,8 +56,9 @@ class CriticConfig:
                                           "below 1 the structured terms fit first and the MLP adds what they miss")
     reference: bool = param(True, help="also fit the closed-form critic of the pairing's classical model on the train "
                                        "split (jointly Gaussian float streams, Gaussian classes for single tokens "
-                                       "against floats, a smoothed table for two token streams) and report the "
-                                       "test bound of whichever critic validates higher")
+                                       "against floats, a smoothed table for two token streams); it gives the "
+                                       "estimate unless the trained critic validates higher by more than one "
+                                       "standard error, and training stops once it cannot catch up")
     form: Literal["auto", "mlp", "classifier"] = param(
         "auto", help="mlp: T = MLP(concat(h_x, h_y)); classifier: T = log q(token | other side) - log pi(token) "
                      "for a stream of single tokens (one codebook, context 1); auto: classifier when a side is "
@@ -144,6 +146,7 @@ class MIResult:
     steps_run: int
     stopped_early: bool
     seconds: float
+    stop_reason: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
     entropy: dict[str, Any] = field(default_factory=dict)
     baseline: dict[str, Any] | None = None
@@ -373,6 +376,8 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
         self.reference: ReferenceCritic | None = None
+        self._reference_fit: tuple[ReferenceCritic, float, str] | tuple[()] | None = None
+        self.stop_reason: str | None = None
         self.reference_report: dict[str, Any] | None = None
         self._valid_protocol = self._make_valid_protocol()
         self.train_seconds = 0.0
@@ -438,7 +443,7 @@ class Trainer:
 
     @property
     def scorer(self) -> torch.nn.Module:
-        """The critic that gives the estimate: the reference critic when it validated higher, else the trained one."""
+        """The critic that gives the estimate: the reference critic when it was selected, else the trained one."""
         return self.reference if self.reference is not None else self.model
 
     def describe_critic(self) -> str:
@@ -447,9 +452,11 @@ class Trainer:
         if rep is None:
             return self.model.describe()
         if rep["selected"]:
-            return (f"{rep['critic']}; it validated at {rep['valid_nats']:.3f} nats against "
-                    f"{rep['trained_valid_nats']:.3f} for the trained {self.model.describe()}")
-        return f"{self.model.describe()} (the {rep['kind']} reference validated lower: {rep['valid_nats']:.3f} nats)"
+            return (f"{rep['critic']}; validation {rep['valid_nats']:.3f} nats against {rep['trained_valid_nats']:.3f} "
+                    f"for the trained {self.model.describe()} (which would need a lead of one standard error, "
+                    f"{rep['difference_se_nats']:.3f})")
+        return (f"{self.model.describe()} (the {rep['kind']} reference validated lower: {rep['valid_nats']:.3f} "
+                f"nats against {rep['trained_valid_nats']:.3f})")
 
     def validate(self, critic: torch.nn.Module | None = None) -> float:
         """The bound on the fixed validation protocol (of the trained critic unless another is given)."""
@@ -457,27 +464,62 @@ class Trainer:
         tj, tm = self.score_bank(bank, neg, critic=critic or self.model)
         return float(self.estimator.bound(tj, tm))
 
+    def _reference_candidate(self) -> tuple[ReferenceCritic, float, str] | None:
+        """The best validated closed-form critic of this pairing (fitted once), or None when none applies."""
+        if self._reference_fit is None:
+            kind = reference_kind(self.spec_x, self.spec_y, self.cx, self.cy) if self.critic_cfg.reference else None
+            best, best_value = None, -math.inf
+            if kind is not None:
+                gen = torch.Generator().manual_seed(self.cfg.seed + 5)
+                for cand in fit_references(kind, self.train, self.cx, self.cy, self.spec_x, self.spec_y, gen):
+                    cand = cand.to(self.device)
+                    value = self.validate(cand)
+                    if math.isfinite(value) and value > best_value:
+                        best, best_value = cand, value
+            self._reference_fit = (best, best_value, kind or "") if best is not None else ()
+        return self._reference_fit or None
+
     def consider_reference(self) -> None:
-        """Fit the pairing's closed-form critics on the train split and keep the best if it beats the trained one."""
+        """Select the pairing's closed-form critic unless the trained one validates higher by more than one SE."""
         self.reference, self.reference_report = None, None
-        kind = reference_kind(self.spec_x, self.spec_y, self.cx, self.cy) if self.critic_cfg.reference else None
-        if kind is None:
+        found = self._reference_candidate()
+        if found is None:
             return
-        gen = torch.Generator().manual_seed(self.cfg.seed + 5)
-        best, best_value = None, -math.inf
-        for cand in fit_references(kind, self.train, self.cx, self.cy, self.spec_x, self.spec_y, gen):
-            cand = cand.to(self.device)
-            value = self.validate(cand)
-            if math.isfinite(value) and value > best_value:
-                best, best_value = cand, value
-        if best is None:
-            return
-        selected = best_value > self.best_value
+        best, best_value, kind = found
+        margin = self._validation_se(best)
+        # One-standard-error rule: the trained critic's best validation is a maximum over many
+        # checkpoints, so it reads high; the reference (a handful of parameters) is kept unless the
+        # trained critic beats it by more than the standard error of their difference.
+        selected = best_value >= self.best_value - margin
         self.reference_report = {"kind": kind, "critic": best.describe(), "valid_nats": best_value,
-                                 "trained_valid_nats": self.best_value, "selected": selected}
+                                 "trained_valid_nats": self.best_value, "difference_se_nats": margin,
+                                 "selected": selected}
         if selected:
             self.reference = best
             self._save_reference()
+
+    def _validation_se(self, other: torch.nn.Module, b: int = 200) -> float:
+        """Bootstrap standard error of (trained - other) bound on the validation protocol, paired by frame."""
+        bank, neg = self._valid_protocol
+        tj_a, tm_a = self.score_bank(bank, neg, critic=self.model)
+        tj_b, tm_b = self.score_bank(bank, neg, critic=other)
+        draws, _ = self._resamples(bank, b, torch.Generator().manual_seed(self.cfg.seed + 6))
+        diffs = [float(self.estimator.bound(tj_a[i], tm_a[i]) - self.estimator.bound(tj_b[i], tm_b[i])) for i in draws]
+        return float(np.std(diffs)) if len(diffs) > 1 else 0.0
+
+    def _cannot_overtake_reference(self) -> bool:
+        """True when the reference validates higher and the trained critic, improving at its pace over the last
+        ``early_stopping_patience`` validations, would still be below it at the last step."""
+        pat = self.cfg.early_stopping_patience
+        found = self._reference_fit
+        if not found or pat is None or self.step < self.cfg.min_steps or found[1] <= self.best_value:
+            return False
+        span = pat * self.cfg.validate_every
+        earlier = [h["valid_mi"] for h in self.history if h["step"] <= self.step - span]
+        if not earlier:
+            return False
+        pace = (self.best_value - max(earlier)) / span
+        return self.best_value + pace * (self.total_steps - self.step) < found[1]
 
     def _save_reference(self) -> None:
         """The selected reference critic's tensors beside the checkpoints, so the estimate can be re-scored."""
@@ -518,6 +560,8 @@ class Trainer:
             self.best_value = self.validate()
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.history.append({"step": 0, "train_mi": 0.0, "valid_mi": self.best_value, "lr": self._lr_at(0)})
+        # Fitted before training, so that training can stop once it cannot overtake the reference.
+        self._reference_candidate()
         try:
             while self.step < self.total_steps and not self.stopped_early:
                 for group in self.opt.param_groups:
@@ -563,7 +607,9 @@ class Trainer:
                     bar.update(0, train=train_mi, valid=valid_mi, best=self.best_value)
                     pat = cfg.early_stopping_patience
                     if pat is not None and self.bad_validations >= pat and self.step >= cfg.min_steps:
-                        self.stopped_early = True
+                        self.stopped_early, self.stop_reason = True, "patience"
+                    elif self._cannot_overtake_reference():
+                        self.stopped_early, self.stop_reason = True, "reference"
                     if self.save_every and (self.step % self.save_every < cfg.validate_every):
                         self._save("last")
         finally:
@@ -596,30 +642,37 @@ class Trainer:
         return {"mi_nats": value, "ci95_nats": (lo, hi), "ci_method": method, "p_value": p_value,
                 "n_frames": bank.n_frames, "n_utts": bank.n_utts, "n_marginal": int(tm.numel())}
 
+    @staticmethod
+    def _resamples(bank: FrameBank, b: int, gen: torch.Generator) -> tuple[Iterator[torch.Tensor], str]:
+        """``b`` bootstrap resamples of the bank's frame indices, and how they are drawn."""
+        n = bank.n_frames
+        # Resampling whole utterances keeps their internal correlation in the interval.
+        by_utt = bank.n_utts >= 10 and bank.n_utts < n
+        # Fewer than 10 utterances are too few to resample, but their frames are still correlated in
+        # time: resampling blocks of consecutive frames keeps that correlation in the interval.
+        block = block_length(n) if (not by_utt and bank.n_utts < n) else 1
+        cap = 200_000
+
+        def draw() -> Iterator[torch.Tensor]:
+            for _ in range(b):
+                if by_utt:
+                    yield bank.frames_of(torch.randint(0, bank.n_utts, (bank.n_utts,), generator=gen))
+                elif block > 1:
+                    yield block_bootstrap_indices(n, block, gen, size=min(n, cap))
+                else:
+                    yield torch.randint(0, n, (min(n, cap),), generator=gen)
+
+        method = "utterances" if by_utt else (f"blocks of {block} consecutive frames" if block > 1 else "frames")
+        return draw(), method
+
     def _bootstrap(self, bank: FrameBank, tj: torch.Tensor, tm: torch.Tensor,
                    gen: torch.Generator) -> tuple[float, float, str]:
         b = self.cfg.bootstrap
         if b < 10:
             v = float(self.estimator.bound(tj, tm))
             return v, v, "none"
-        n = tj.shape[0]
-        by_utt = bank.n_utts >= 10 and bank.n_utts < n
-        # Fewer than 10 utterances are too few to resample, but their frames are still correlated in
-        # time: resampling blocks of consecutive frames keeps that correlation in the interval.
-        block = block_length(n) if (not by_utt and bank.n_utts < n) else 1
-        vals = []
-        # Resampling whole utterances keeps their internal correlation in the interval.
-        cap = 200_000
-        for _ in range(b):
-            if by_utt:
-                idx = bank.frames_of(torch.randint(0, bank.n_utts, (bank.n_utts,), generator=gen))
-            elif block > 1:
-                idx = block_bootstrap_indices(n, block, gen, size=min(n, cap))
-            else:
-                idx = torch.randint(0, n, (min(n, cap),), generator=gen)
-            vals.append(float(self.estimator.bound(tj[idx], tm[idx])))
-        arr = np.asarray(vals)
-        method = "utterances" if by_utt else (f"blocks of {block} consecutive frames" if block > 1 else "frames")
+        draws, method = self._resamples(bank, b, gen)
+        arr = np.asarray([float(self.estimator.bound(tj[idx], tm[idx])) for idx in draws])
         return float(np.quantile(arr, 0.025)), float(np.quantile(arr, 0.975)), method
 
     def _permutation_p(self, bank: FrameBank, tj: torch.Tensor, tm: torch.Tensor, gen: torch.Generator) -> float | None:
@@ -675,7 +728,7 @@ class Trainer:
             doc = {"step": self.step, "total_steps": self.total_steps, "best_value": self.best_value,
                    "best_step": self.best_step, "bad_validations": self.bad_validations,
                    "lr_scale": self.lr_scale, "since_lr_change": self.since_lr_change,
-                   "stopped_early": self.stopped_early, "history": self.history,
+                   "stopped_early": self.stopped_early, "stop_reason": self.stop_reason, "history": self.history,
                    "estimator_state": self.estimator.state_dict(), "param_groups": opt["param_groups"],
                    "opt_scalars": scalars, "train_seconds": self.train_seconds, "config": self.config_doc}
             write_json(tmp / "state.json", doc)
@@ -717,6 +770,7 @@ class Trainer:
         self.lr_scale = float(doc.get("lr_scale", 1.0))
         self.since_lr_change = int(doc.get("since_lr_change", 0))
         self.stopped_early = bool(doc["stopped_early"])
+        self.stop_reason = doc.get("stop_reason")
         self.history = list(doc["history"])
         self.estimator.load_state_dict(doc.get("estimator_state", {}))
         self.train_seconds = float(doc.get("train_seconds", 0.0))

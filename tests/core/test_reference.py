@@ -127,6 +127,7 @@ def test_the_reference_gives_the_estimate_only_when_it_validates_higher():
     assert r.reference is not None and not r.reference["selected"]
     assert r.reference["valid_nats"] < 0.1 < r.mi_nats
     assert "the gaussian reference validated lower" in r.critic
+    assert r.stop_reason != "reference"  # a reference that validates lower never stops training
     off = minecli.estimate_mi(u, v, steps=100, seed=0, critic={"reference": False}, **FAST)
     assert off.reference is None and "reference" not in off.critic
 
@@ -171,3 +172,39 @@ def test_lda_reference_shrinks_the_noisy_means_of_rare_tokens():
         dv = float(tj.mean() - (torch.logsumexp(tm.reshape(-1), 0) - math.log(tm.numel())))
         # A critic near 0 scores ~0; 2,000 held-out frames put the noise of this bound near 0.02.
         assert dv > -0.06, (ref.ridge, dv)
+
+
+def _rule_trainer(history: list[tuple[int, float]], reference_value: float | None) -> Trainer:
+    spec = _spec("float", 2)
+    bank = FrameBank.from_lists([np.zeros((20, 2), np.float32)] * 2, [np.zeros((20, 2), np.float32)] * 2)
+    tr = Trainer(spec, spec, bank, bank, critic=CriticConfig(hidden_dims=[4]),
+                 training=TrainConfig(steps=3000, validate_every=100, early_stopping_patience=5, min_steps=500,
+                                      progress=False))
+    tr.history = [{"step": s, "valid_mi": v} for s, v in history]
+    tr.step, tr.best_value = history[-1][0], max(v for _, v in history)
+    tr._reference_fit = () if reference_value is None else (None, reference_value, "gaussian")
+    return tr
+
+
+@pytest.mark.parametrize("history, reference, stops", [
+    # +0.01 over the last 500 steps: at that pace 2,000 more steps add 0.04 and stay below 2.1
+    ([(0, 0.0), (500, 2.0), (1000, 2.01)], 2.1, True),
+    # +0.1 over the last 500 steps: 2,000 more steps at that pace would pass 2.1, so training goes on
+    ([(0, 0.0), (500, 1.91), (1000, 2.01)], 2.1, False),
+    ([(0, 0.0), (500, 2.0), (1000, 2.01)], 1.9, False),    # the trained critic already leads
+    ([(0, 0.0), (500, 2.0), (1000, 2.01)], None, False),   # no reference for this pairing
+    ([(0, 0.0), (400, 2.0)], 2.1, False),                  # before min_steps
+])
+def test_the_stop_rule_extrapolates_the_trained_critics_pace_to_the_last_step(history, reference, stops):
+    assert _rule_trainer(history, reference)._cannot_overtake_reference() is stops
+
+
+def test_training_stops_once_it_cannot_overtake_a_reference_that_validates_higher():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((10_000, 5)).astype(np.float32)
+    y = (0.8 * x + 0.6 * rng.standard_normal((10_000, 5))).astype(np.float32)
+    r = minecli.estimate_mi(x, y, seed=0, **{**FAST, "validate_every": 100})
+    # Jointly Gaussian: the trained critic creeps up below the exact reference, and at its pace it
+    # would not reach the reference by step 3,000, so it stops early and the reference gives the estimate.
+    assert r.reference is not None and r.reference["selected"], r.reference
+    assert r.stopped_early and r.stop_reason == "reference" and r.steps_run < 3000, (r.stop_reason, r.steps_run)
