@@ -490,7 +490,10 @@ class Trainer:
         # One-standard-error rule: the trained critic's best validation is a maximum over many
         # checkpoints, so it reads high; the reference (a handful of parameters) is kept unless the
         # trained critic beats it by more than the standard error of their difference.
-        selected = best_value >= self.best_value - margin
+        # The same rule against the untrained critic (T ~ 0, the simplest of all): a reference that
+        # beats it by less than that error is fitting noise, as on independent streams.
+        untrained = self.history[0]["valid_mi"] if self.history else 0.0
+        selected = best_value >= self.best_value - margin and best_value > untrained + margin
         self.reference_report = {"kind": kind, "critic": best.describe(), "valid_nats": best_value,
                                  "trained_valid_nats": self.best_value, "difference_se_nats": margin,
                                  "selected": selected}
