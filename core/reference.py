@@ -49,7 +49,23 @@ def _inv_sqrt(c: torch.Tensor, ridge: float) -> torch.Tensor:
     return (v * w.clamp_min(1e-12).rsqrt()) @ v.T
 
 
-class GaussianReference(nn.Module):
+class ReferenceCritic(nn.Module):
+    """A fixed critic scored from per-frame encodings by ``_t(ex, ey)``, which broadcasts over pairs."""
+
+    def _t(self, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def pair_scores(self, ax: torch.Tensor, ay: torch.Tensor, ay_neg: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores of joint pairs ``[N]`` and of x_i with marginal y encodings ``ay_neg [N, K, ...]`` -> ``[N, K]``."""
+        return self._t(ax, ay), (None if ay_neg is None else self._t(ax.unsqueeze(1), ay_neg))
+
+    def score_negatives(self, ax: torch.Tensor, ay: torch.Tensor, pool: torch.Tensor,
+                        neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint scores ``[N]`` and scores of x_i with ``pool[neg[i, k]]`` ``[N, K]``."""
+        return self._t(ax, ay), self._t(ax.unsqueeze(1), pool[neg])
+
+
+class GaussianReference(ReferenceCritic):
     """The jointly Gaussian critic in canonical coordinates."""
 
     def __init__(self, a: torch.Tensor, b: torch.Tensor, shift_a: torch.Tensor, shift_b: torch.Tensor,
@@ -79,17 +95,8 @@ class GaussianReference(nn.Module):
     def _t(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return ((u + v) ** 2) @ self.c_sum + ((u - v) ** 2) @ self.c_diff + self.c0
 
-    def pair_scores(self, ax: torch.Tensor, ay: torch.Tensor, ay_neg: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Scores of joint pairs ``[N]`` and of x_i with marginal y's ``[N, K, r]`` -> ``[N, K]``."""
-        return self._t(ax, ay), (None if ay_neg is None else self._t(ax[:, None, :], ay_neg))
 
-    def score_negatives(self, ax: torch.Tensor, ay: torch.Tensor, pool: torch.Tensor,
-                        neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Joint scores ``[N]`` and scores of x_i with ``pool[neg[i, k]]`` ``[N, K]``."""
-        return self._t(ax, ay), self._t(ax[:, None, :], pool[neg])
-
-
-class LdaReference(nn.Module):
+class LdaReference(ReferenceCritic):
     """Gaussian classes with a shared covariance for one side's single tokens.
 
     With z the whitened float frame and m_k the whitened class means, T(k, y) = z.m_k - |m_k|^2/2
@@ -130,21 +137,11 @@ class LdaReference(nn.Module):
         """``[N, r + 1]``, as encode_x."""
         return self._tokens(y) if self.token_side == "y" else self._floats(y)
 
-    @staticmethod
-    def _t(ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
+    def _t(self, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
         return (ex[..., :-1] * ey[..., :-1]).sum(-1) + ex[..., -1] + ey[..., -1]
 
-    def pair_scores(self, ax: torch.Tensor, ay: torch.Tensor, ay_neg: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Scores of joint pairs ``[N]`` and of x_i with marginal y's ``[N, K, r + 1]`` -> ``[N, K]``."""
-        return self._t(ax, ay), (None if ay_neg is None else self._t(ax[:, None, :], ay_neg))
 
-    def score_negatives(self, ax: torch.Tensor, ay: torch.Tensor, pool: torch.Tensor,
-                        neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Joint scores ``[N]`` and scores of x_i with ``pool[neg[i, k]]`` ``[N, K]``."""
-        return self._t(ax, ay), self._t(ax[:, None, :], pool[neg])
-
-
-class TableReference(nn.Module):
+class TableReference(ReferenceCritic):
     """The add-alpha smoothed joint table of two token streams."""
 
     def __init__(self, log_ratio: torch.Tensor, alpha: float) -> None:
@@ -165,17 +162,9 @@ class TableReference(nn.Module):
         """The tokens ``[N]``."""
         return y.reshape(-1)
 
-    def pair_scores(self, ax: torch.Tensor, ay: torch.Tensor, ay_neg: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Scores of joint pairs ``[N]`` and of x_i with marginal y tokens ``[N, K]``."""
-        return self.log_ratio[ax, ay], (None if ay_neg is None else self.log_ratio[ax[:, None], ay_neg])
+    def _t(self, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
+        return self.log_ratio[ex, ey]
 
-    def score_negatives(self, ax: torch.Tensor, ay: torch.Tensor, pool: torch.Tensor,
-                        neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Joint scores ``[N]`` and scores of x_i with ``pool[neg[i, k]]`` ``[N, K]``."""
-        return self.log_ratio[ax, ay], self.log_ratio[ax[:, None], pool[neg]]
-
-
-ReferenceCritic = GaussianReference | LdaReference | TableReference
 
 
 def reference_kind(spec_x: StreamSpec, spec_y: StreamSpec, cx: int, cy: int) -> str | None:

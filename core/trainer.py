@@ -9,9 +9,10 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -23,8 +24,8 @@ from .errors import ConfigError, MinecliError
 from .interfaces import Estimator
 from .io import _umask, replace_dir, write_json
 from .nets import ClassifierCritic, Critic
-from .reference import ReferenceCritic, fit_references, reference_kind
 from .params import param
+from .reference import ReferenceCritic, fit_references, reference_kind
 from .registry import get_estimator_class, get_head_class
 from .spec import StreamSpec
 
@@ -376,6 +377,7 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
         self.reference: ReferenceCritic | None = None
+        # (critic, validation nats, kind) once fitted; () when no reference applies; None before fitting
         self._reference_fit: tuple[ReferenceCritic, float, str] | tuple[()] | None = None
         self.stop_reason: str | None = None
         self.reference_report: dict[str, Any] | None = None
@@ -528,13 +530,10 @@ class Trainer:
         """The selected reference critic's tensors beside the checkpoints, so the estimate can be re-scored."""
         if self.ckpt_dir is None or self.reference is None or self.reference_report is None:
             return
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".reference.", dir=self.ckpt_dir))
-        os.chmod(tmp, 0o777 & ~_umask())
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.reference.state_dict().items()},
-                  str(tmp / "model.safetensors"))
-        write_json(tmp / "state.json", {**self.reference_report, "config": self.config_doc})
-        replace_dir(tmp, self.ckpt_dir / "reference")
+        with self._staged("reference") as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.reference.state_dict().items()},
+                      str(tmp / "model.safetensors"))
+            write_json(tmp / "state.json", {**self.reference_report, "config": self.config_doc})
 
     # ------------------------------------------------------------------ training
     def _lr_at(self, step: int) -> float:
@@ -703,13 +702,24 @@ class Trainer:
         return (1 + null_count) / (1 + n_perm)
 
     # ------------------------------------------------------------------ checkpoints
-    def _save(self, which: str) -> None:
-        if self.ckpt_dir is None:
-            return
-        final = self.ckpt_dir / which
+    @contextmanager
+    def _staged(self, which: str) -> Iterator[Path]:
+        """A temporary folder beside ``checkpoints/<which>`` that replaces it in one rename when the block ends."""
+        assert self.ckpt_dir is not None
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{which}.", dir=self.ckpt_dir))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp is owner-only; checkpoints follow the umask
+        yield tmp
+        replace_dir(tmp, self.ckpt_dir / which)
+
+    def _save(self, which: str) -> None:
+        if self.ckpt_dir is None:
+            return
+        with self._staged(which) as tmp:
+            self._write_checkpoint(which, tmp)
+
+    def _write_checkpoint(self, which: str, tmp: Path) -> None:
+        """Weights and state of checkpoint `which` (best or last) into the staged folder `tmp`."""
         state = self.model.state_dict() if which == "last" or self.best_state is None else self.best_state
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
         if which == "last":
@@ -738,7 +748,6 @@ class Trainer:
         else:
             write_json(tmp / "state.json", {"step": self.best_step, "valid_mi": self.best_value,
                                             "config": self.config_doc})
-        replace_dir(tmp, final)
 
     def _try_resume(self) -> None:
         assert self.ckpt_dir is not None
