@@ -159,12 +159,11 @@ def timed_fit(trainer: Any) -> TimedFit:
     inner = trainer.validate
     start = time.perf_counter()
 
-    def validate(critic: Any = None) -> float:
+    def validate() -> float:
         a = time.perf_counter()
-        value = inner(critic)
+        value = inner()
         spent[0] += time.perf_counter() - a
-        if critic is None:  # the trained critic's curve, not the reference candidates scored after it
-            points.append((trainer.step, time.perf_counter() - start, value))
+        points.append((trainer.step, time.perf_counter() - start, value))
         return value
 
     trainer.validate = validate

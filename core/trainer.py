@@ -314,6 +314,17 @@ class _Progress:
             self.bar.close()
 
 
+@dataclass
+class _ReferenceFit:
+    """The best closed-form candidate and its scores on the validation protocol."""
+
+    critic: ReferenceCritic
+    valid_nats: float
+    kind: str
+    tj: torch.Tensor
+    tm: torch.Tensor
+
+
 class Trainer:
     """Trains a critic on train frames, validates on a fixed protocol, estimates on test frames."""
 
@@ -376,9 +387,8 @@ class Trainer:
         self.stopped_early = False
         self.history: list[dict[str, float]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
-        self.reference: ReferenceCritic | None = None
-        # (critic, validation nats, kind) once fitted; () when no reference applies; None before fitting
-        self._reference_fit: tuple[ReferenceCritic, float, str] | tuple[()] | None = None
+        self._reference_fit: _ReferenceFit | None = None
+        self._reference_tried = False
         self.stop_reason: str | None = None
         self.reference_report: dict[str, Any] | None = None
         self._valid_protocol = self._make_valid_protocol()
@@ -448,6 +458,12 @@ class Trainer:
         """The critic that gives the estimate: the reference critic when it was selected, else the trained one."""
         return self.reference if self.reference is not None else self.model
 
+    @property
+    def reference(self) -> ReferenceCritic | None:
+        """The closed-form critic when it was selected to give the estimate, else None."""
+        fit, rep = self._reference_fit, self.reference_report
+        return fit.critic if fit is not None and rep is not None and rep["selected"] else None
+
     def describe_critic(self) -> str:
         """One line naming the critic that gives the estimate (and what it beat)."""
         rep = self.reference_report
@@ -460,54 +476,53 @@ class Trainer:
         return (f"{self.model.describe()} (the {rep['kind']} reference validated lower: {rep['valid_nats']:.3f} "
                 f"nats against {rep['trained_valid_nats']:.3f})")
 
-    def validate(self, critic: torch.nn.Module | None = None) -> float:
-        """The bound on the fixed validation protocol (of the trained critic unless another is given)."""
+    def validate(self) -> float:
+        """The trained critic's bound on the fixed validation protocol."""
         bank, neg = self._valid_protocol
-        tj, tm = self.score_bank(bank, neg, critic=critic or self.model)
+        tj, tm = self.score_bank(bank, neg, critic=self.model)
         return float(self.estimator.bound(tj, tm))
 
-    def _reference_candidate(self) -> tuple[ReferenceCritic, float, str] | None:
+    def _reference_candidate(self) -> _ReferenceFit | None:
         """The best validated closed-form critic of this pairing (fitted once), or None when none applies."""
-        if self._reference_fit is None:
+        if not self._reference_tried:
+            self._reference_tried = True
             kind = reference_kind(self.spec_x, self.spec_y, self.cx, self.cy) if self.critic_cfg.reference else None
-            best, best_value = None, -math.inf
             if kind is not None:
                 gen = torch.Generator().manual_seed(self.cfg.seed + 5)
+                bank, neg = self._valid_protocol
                 for cand in fit_references(kind, self.train, self.cx, self.cy, self.spec_x, self.spec_y, gen):
                     cand = cand.to(self.device)
-                    value = self.validate(cand)
-                    if math.isfinite(value) and value > best_value:
-                        best, best_value = cand, value
-            self._reference_fit = (best, best_value, kind or "") if best is not None else ()
-        return self._reference_fit or None
+                    tj, tm = self.score_bank(bank, neg, critic=cand)
+                    value = float(self.estimator.bound(tj, tm))
+                    if math.isfinite(value) and (self._reference_fit is None or value > self._reference_fit.valid_nats):
+                        self._reference_fit = _ReferenceFit(cand, value, kind, tj, tm)
+        return self._reference_fit
 
     def consider_reference(self) -> None:
         """Select the pairing's closed-form critic unless the trained one validates higher by more than one SE."""
-        self.reference, self.reference_report = None, None
-        found = self._reference_candidate()
-        if found is None:
+        self.reference_report = None
+        fit = self._reference_candidate()
+        if fit is None:
             return
-        best, best_value, kind = found
-        margin = self._validation_se(best)
+        margin = self._validation_se(fit)
         # One-standard-error rule: the trained critic's best validation is a maximum over many
         # checkpoints, so it reads high; the reference (a handful of parameters) is kept unless the
         # trained critic beats it by more than the standard error of their difference.
         # The same rule against the untrained critic (T ~ 0, the simplest of all): a reference that
         # beats it by less than that error is fitting noise, as on independent streams.
         untrained = self.history[0]["valid_mi"] if self.history else 0.0
-        selected = best_value >= self.best_value - margin and best_value > untrained + margin
-        self.reference_report = {"kind": kind, "critic": best.describe(), "valid_nats": best_value,
+        selected = fit.valid_nats >= self.best_value - margin and fit.valid_nats > untrained + margin
+        self.reference_report = {"kind": fit.kind, "critic": fit.critic.describe(), "valid_nats": fit.valid_nats,
                                  "trained_valid_nats": self.best_value, "difference_se_nats": margin,
                                  "selected": selected}
         if selected:
-            self.reference = best
             self._save_reference()
 
-    def _validation_se(self, other: torch.nn.Module, b: int = 200) -> float:
-        """Bootstrap standard error of (trained - other) bound on the validation protocol, paired by frame."""
+    def _validation_se(self, fit: _ReferenceFit, b: int = 200) -> float:
+        """Bootstrap standard error of (trained - reference) bound on the validation protocol, paired by frame."""
         bank, neg = self._valid_protocol
         tj_a, tm_a = self.score_bank(bank, neg, critic=self.model)
-        tj_b, tm_b = self.score_bank(bank, neg, critic=other)
+        tj_b, tm_b = fit.tj, fit.tm
         draws, _ = self._resamples(bank, b, torch.Generator().manual_seed(self.cfg.seed + 6))
         diffs = [float(self.estimator.bound(tj_a[i], tm_a[i]) - self.estimator.bound(tj_b[i], tm_b[i])) for i in draws]
         return float(np.std(diffs)) if len(diffs) > 1 else 0.0
@@ -516,15 +531,15 @@ class Trainer:
         """True when the reference validates higher and the trained critic, improving at its pace over the last
         ``early_stopping_patience`` validations, would still be below it at the last step."""
         pat = self.cfg.early_stopping_patience
-        found = self._reference_fit
-        if not found or pat is None or self.step < self.cfg.min_steps or found[1] <= self.best_value:
+        fit = self._reference_fit
+        if fit is None or pat is None or self.step < self.cfg.min_steps or fit.valid_nats <= self.best_value:
             return False
         span = pat * self.cfg.validate_every
         earlier = [h["valid_mi"] for h in self.history if h["step"] <= self.step - span]
         if not earlier:
             return False
         pace = (self.best_value - max(earlier)) / span
-        return self.best_value + pace * (self.total_steps - self.step) < found[1]
+        return self.best_value + pace * (self.total_steps - self.step) < fit.valid_nats
 
     def _save_reference(self) -> None:
         """The selected reference critic's tensors beside the checkpoints, so the estimate can be re-scored."""

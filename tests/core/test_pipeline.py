@@ -480,10 +480,10 @@ def test_an_interrupted_training_resumes_from_its_checkpoint(run_config_file, tm
 
     real_validate = trainer_mod.Trainer.validate
 
-    def interrupt_at_30(self, critic=None):
+    def interrupt_at_30(self):
         if self.step == 30:
             raise KeyboardInterrupt
-        return real_validate(self, critic)
+        return real_validate(self)
 
     monkeypatch.setattr(trainer_mod.Trainer, "validate", interrupt_at_30)
     with pytest.raises(KeyboardInterrupt):

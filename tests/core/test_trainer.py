@@ -132,10 +132,10 @@ def test_resume_after_interruption_is_exact(tmp_path, monkeypatch):
     interrupted = _small_trainer(tmp_path / "b")
     real_validate = Trainer.validate
 
-    def failing(self, critic=None):
+    def failing(self):
         if self.step == 40:
             raise KeyboardInterrupt
-        return real_validate(self, critic)
+        return real_validate(self)
 
     monkeypatch.setattr(Trainer, "validate", failing)
     with pytest.raises(KeyboardInterrupt):
