@@ -358,15 +358,17 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
 
 
 def _versions() -> dict[str, str]:
-    import numpy
-    import torch
+    """Versions of Python and the libraries behind the number; a failing probe is recorded, never raised."""
+    from importlib import metadata
 
-    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-           "platform": platform.platform()}
-    try:
-        import torchaudio
-
-        out["torchaudio"] = torchaudio.__version__
-    except ImportError:  # pragma: no cover
-        pass
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    # Read from installed metadata, not by importing: a broken library (torchaudio's compiled ops
+    # against the wrong torch) must not kill a run whose training is already done.
+    for dist in ("torch", "torchaudio", "numpy", "encodec", "s3tokenizer", "transformers"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+        except Exception as exc:  # noqa: BLE001 - anything a probe raises is recorded
+            out[dist] = f"unknown ({type(exc).__name__}: {exc})"
     return out

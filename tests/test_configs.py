@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from minecli.core.config import load_config
 from minecli.core.errors import ConfigError
@@ -30,3 +31,63 @@ def test_demo_config_points_at_shipped_audio(monkeypatch):
     for split in ("train", "valid", "test"):
         listed = (root / getattr(cfg.data, split)).read_text().split()
         assert listed and all((root / "configs" / "demo" / name).exists() for name in listed)
+
+
+def _leaves(doc: dict, prefix: tuple = ()):
+    for key, value in doc.items():
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, prefix + (key,))
+        else:
+            yield prefix + (key,), value
+
+
+def _default_of(path: tuple, doc: dict):
+    """The code's default for one key of a run config: RunConfig fields, or the named plugin's Params."""
+    import dataclasses
+
+    from minecli.core.config import RunConfig
+    from minecli.core.registry import get_estimator_class, get_extractor_class, get_head_class
+
+    if len(path) >= 3 and path[0] in ("x", "y") and path[1] == "params":
+        cls, rest = get_extractor_class(doc[path[0]]["extractor"]).Params, path[2:]
+    elif len(path) >= 4 and path[0] in ("x", "y") and path[1:3] == ("head", "params"):
+        cls, rest = get_head_class(doc[path[0]]["head"]["name"]).Params, path[3:]
+    elif len(path) >= 3 and path[:2] == ("estimator", "params"):
+        cls, rest = get_estimator_class(doc["estimator"]["name"]).Params, path[2:]
+    else:
+        cls, rest = RunConfig, path
+    obj = None
+    for key in rest:
+        field = {f.name: f for f in dataclasses.fields(cls)}[key]
+        if field.default is not dataclasses.MISSING:
+            obj = field.default
+        else:
+            obj = field.default_factory()  # type: ignore[misc]
+        cls = type(obj)
+    return obj
+
+
+def test_pair_yaml_shows_the_code_defaults():
+    """configs/pair.yaml says its values are the defaults: every value not marked otherwise must be one."""
+    root = Path(__file__).resolve().parents[1]
+    path = root / "configs" / "pair.yaml"
+    text = path.read_text()
+    doc = yaml.safe_load(text)
+    # Lines whose comment says "(not the default" are examples of a choice; the data paths and the two
+    # extractor names have no default.
+    marked = {line.split(":", 1)[0].strip() for line in text.splitlines() if "(not the default" in line}
+    required = {("data", s) for s in ("train", "valid", "test")} | {("x", "extractor"), ("y", "extractor")}
+    checked, wrong = 0, []
+    for key, value in _leaves(doc):
+        if key in required or key[-1] in marked:
+            continue
+        default = _default_of(key, doc)
+        if isinstance(default, (list, tuple)):
+            default = list(default)
+        if isinstance(default, float) and isinstance(value, str):
+            value = float(value)  # YAML reads 1e-3 as a string
+        checked += 1
+        if value != default:
+            wrong.append(f"{'.'.join(key)}: {value!r} in pair.yaml, {default!r} in the code")
+    assert not wrong, wrong
+    assert checked > 30  # the file lists most keys; a parse that skipped them would pass vacuously
