@@ -33,7 +33,7 @@ class MissingDependencyError(MinecliError):
     def __init__(self, package: str, extra: str, what: str) -> None:
         super().__init__(
             f"{what} needs the '{package}' package, which is not installed. "
-            f"Install it with: pip install 'minecli[{extra}]'"
+            f"Install it with: pip install '{package}' (or, in a minecli checkout: pip install -e '.[{extra}]')"
         )
 
 

@@ -137,7 +137,7 @@ class Mimi(ModelExtractor):
             raise MinecliError("the Mimi model does not match the kyutai/mimi layout: " + "; ".join(problems))
         if self.params.output == "latent" and not hasattr(self._model.encoder, "encoder_seanet"):
             raise MinecliError("mimi output 'latent' needs transformers>=5 (its MimiModel.encoder returns the "
-                               "latents); upgrade with: pip install 'minecli[mimi]'")
+                               "latents); upgrade with: pip install 'transformers>=5'")
         self._model.eval()
 
     def extract_batch(self, waves: list["torch.Tensor"], sample_rate: int,

@@ -91,10 +91,10 @@ class ComplexSpec(_STFTBase):
         return StreamSpec("float", p.sample_rate / p.hop, dim=2 * (p.n_fft // 2 + 1), sample_rate=p.sample_rate)
 
     def load(self) -> None:
-        import torchaudio
+        from minecli.core.deps import load_torchaudio
 
         p = self.params
-        self._tf = torchaudio.transforms.Spectrogram(
+        self._tf = load_torchaudio().transforms.Spectrogram(
             n_fft=p.n_fft, win_length=p.win_length, hop_length=p.hop, window_fn=_window_fn(p.window),
             power=None, center=p.center)
 
@@ -130,10 +130,10 @@ class LogMel(_STFTBase):
         return StreamSpec("float", p.sample_rate / p.hop, dim=p.n_mels, sample_rate=p.sample_rate)
 
     def load(self) -> None:
-        import torchaudio
+        from minecli.core.deps import load_torchaudio
 
         p = self.params
-        self._tf = torchaudio.transforms.MelSpectrogram(
+        self._tf = load_torchaudio().transforms.MelSpectrogram(
             sample_rate=p.sample_rate, n_fft=p.n_fft, win_length=p.win_length, hop_length=p.hop,
             f_min=p.f_min, f_max=p.f_max, n_mels=p.n_mels, window_fn=_window_fn(p.window), power=p.power,
             center=p.center)

@@ -2,7 +2,7 @@
 
 Two backends share one extractor. torchaudio bundles (``WAV2VEC2_BASE``, ``HUBERT_BASE``,
 ``WAVLM_BASE_PLUS``, ...) need nothing beyond minecli's own dependencies; Hugging Face models
-(``facebook/wav2vec2-base``, ``microsoft/wavlm-base-plus``, ...) need ``pip install 'minecli[hf]'``.
+(``facebook/wav2vec2-base``, ``microsoft/wavlm-base-plus``, ...) need transformers (``pip install -e '.[hf]'`` in a minecli checkout).
 The quantizer codes exist only in pretraining checkpoints, which only the Hugging Face backend loads
 (``Wav2Vec2ForPreTraining``); torchaudio's models drop the quantizer.
 """
@@ -212,8 +212,9 @@ class Wav2Vec2(Extractor):
         self._check_model()
 
     def _load_torchaudio(self) -> None:
-        import torchaudio
+        from minecli.core.deps import load_torchaudio
 
+        torchaudio = load_torchaudio()
         p = self.params
         key = p.model.upper()
         bundle = getattr(torchaudio.pipelines, key)
@@ -262,8 +263,11 @@ class Wav2Vec2(Extractor):
     def use_random_weights(self, seed: int = 0) -> None:
         """Use the torchaudio bundle's architecture with random weights instead of a download (tests, benchmarks)."""
         import torch
-        import torchaudio
-        from torchaudio import models
+
+        from minecli.core.deps import load_torchaudio
+
+        torchaudio = load_torchaudio()
+        models = torchaudio.models
 
         if self._backend != "torchaudio":
             raise MinecliError("wav2vec2: use_random_weights builds torchaudio bundles (e.g. model: WAV2VEC2_BASE); "

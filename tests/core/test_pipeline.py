@@ -435,6 +435,24 @@ def test_run_writes_results_with_sane_numbers(run_config_file, audio_dataset, tm
     assert again.document["extraction"]["y"]["cached"] == 9
 
 
+def test_a_failing_version_probe_is_recorded_and_the_run_finishes(run_config_file, monkeypatch):
+    """A library whose probe raises (a broken torchaudio raises OSError) must not lose a finished run."""
+    from importlib import metadata
+
+    real = metadata.version
+
+    def probe(dist):
+        if dist == "torchaudio":
+            raise OSError("Could not load this library: libtorchaudio.so")
+        return real(dist)
+
+    monkeypatch.setattr(metadata, "version", probe)
+    doc = run_config(run_config_file(), ["training.steps=20"]).document
+    assert math.isfinite(doc["mi_nats"])
+    assert doc["versions"]["torchaudio"].startswith("unknown (OSError: Could not load")
+    assert doc["versions"]["torch"] == real("torch")
+
+
 def test_run_json_on_the_command_line(seed_csvs, write_yaml, tmp_path):
     path = write_yaml(tmp_path / "csv.yaml", csv_doc(seed_csvs, tmp_path))
     result = invoke("run", str(path), "--json", "training.steps=10")
