@@ -5,18 +5,21 @@ The public API. Importing ``minecli`` is cheap: torch and the estimation code lo
 """
 from __future__ import annotations
 
+# Absolute imports: pytest imports a checkout's root __init__.py as a plain file when the folder's
+# name is not an identifier (a clone into minecli-main), and relative imports fail there.
+
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .core.errors import ConfigError, MinecliError, MissingDependencyError, PluginError, WeightsNotFoundError
-from .core.hookspecs import hookimpl, hookspec
-from .core.interfaces import Estimator, Extractor, Head, ModelExtractor
-from .core.params import NoParams, param
-from .core.registry import get_registry, make_estimator, make_extractor
-from .core.spec import StreamSpec
+from minecli._version import __version__
+from minecli.core.errors import ConfigError, MinecliError, MissingDependencyError, PluginError, WeightsNotFoundError
+from minecli.core.hookspecs import hookimpl, hookspec
+from minecli.core.interfaces import Estimator, Extractor, Head, ModelExtractor
+from minecli.core.params import NoParams, param
+from minecli.core.registry import get_registry, make_estimator, make_extractor
+from minecli.core.spec import StreamSpec
 
 if TYPE_CHECKING:
-    from .core.api import MIResult, estimate_mi
+    from minecli.core.api import MIResult, estimate_mi
 
 _LAZY = {
     "estimate_mi": ("minecli.core.api", "estimate_mi"),

@@ -70,3 +70,14 @@ def test_wheel_metadata_and_entry_points(wheel):
         assert target.startswith("minecli."), f"plugin {name} points outside the package: {target}"
         module_file = target.split(":")[0].replace(".", "/") + ".py"
         assert module_file in names, f"plugin {name} -> {target}, but {module_file} is not in the wheel"
+
+
+@pytest.mark.slow
+def test_the_suite_runs_from_a_checkout_folder_whose_name_is_not_an_identifier(tmp_path):
+    """A clone into 'minecli-main': pytest imports the root __init__.py as a plain file there."""
+    dest = tmp_path / "minecli-main"
+    shutil.copytree(REPO, dest, ignore=_IGNORE)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "tests/test_configs.py", "tests/core/test_bounds.py"],
+                          cwd=dest, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "error" not in proc.stdout.splitlines()[-1]

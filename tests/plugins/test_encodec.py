@@ -238,7 +238,7 @@ def test_local_checkpoint_is_loaded(model24, tmp_path):
 
 def test_missing_package_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "encodec", None)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'minecli\[encodec\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'encodec' \(or, in a minecli checkout: pip install -e '\.\[encodec\]'\)"):
         Encodec(EncodecParams()).ensure_loaded()
 
 

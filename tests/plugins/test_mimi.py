@@ -202,7 +202,7 @@ def test_local_checkpoint_directory_is_loaded(slim, tmp_path):
 
 def test_missing_package_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'minecli\[mimi\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install -e '\.\[mimi\]'"):
         Mimi(MimiParams()).ensure_loaded()
 
 

@@ -211,7 +211,7 @@ def test_pocketsphinx_alignment_matches_the_reference_alignment(tmp_path):
 def test_missing_pocketsphinx_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pocketsphinx", None)
     wave, rate = _clip()
-    with pytest.raises(MissingDependencyError, match=r"pip install 'minecli\[phones\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install -e '\.\[phones\]'"):
         Phones(PhonesParams(source="pocketsphinx"))(wave, rate, path=str(CLIP))
 
 

@@ -154,7 +154,7 @@ def test_local_checkpoint_keeps_the_25hz_model(tmp_path):
 
 def test_missing_package_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "s3tokenizer", None)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'minecli\[s3\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install -e '\.\[s3\]'"):
         S3Tokens(S3Params()).ensure_loaded()
 
 

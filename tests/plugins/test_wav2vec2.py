@@ -204,7 +204,7 @@ def test_hf_local_directory_and_missing_weights(tmp_path, chirp):
 
 def test_missing_transformers_names_the_extra(monkeypatch, chirp):
     monkeypatch.setitem(sys.modules, "transformers", None)
-    with pytest.raises(MissingDependencyError, match=r"'transformers'.*pip install 'minecli\[hf\]'"):
+    with pytest.raises(MissingDependencyError, match=r"'transformers'.*pip install -e '\.\[hf\]'"):
         Wav2Vec2(Wav2Vec2Params(model="microsoft/wavlm-base-plus"))(_speech_like(0.5, chirp), SR)
 
 
