@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import re
 import resource
 import shlex
 import sys
@@ -53,23 +54,37 @@ def command_line(script: str, argv: list[str] | None) -> str:
     return f"python benchmarks/{script} " + " ".join(shlex.quote(a) for a in args)
 
 
-def append_results(title: str, command: str, body: str) -> None:
-    """Append a dated section to benchmarks/RESULTS.md (created with a header when missing)."""
-    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    block = f"\n## {stamp}: {title}\n\n`{command.strip()}`\n\nMachine: {machine()}.\n\n{body.rstrip()}\n"
-    new = not RESULTS.exists()
-    with RESULTS.open("a") as fh:
-        if new:
-            fh.write("# Benchmark results\n\nAppended by the scripts in this folder; newest last.\n")
-        fh.write(block)
-    print(f"appended to {RESULTS}", file=sys.stderr)
+# Read when a script imports this module, before its own work loads the machine.
+LOAD_AT_START = load_average()
+HEADER = ("# Benchmark results\n\nThe current figures, one section per benchmark, each replaced by the next run of its "
+          "script (command, machine, date and load stated); git keeps the history.\n")
+
+
+def write_section(title: str, command: str, body: str) -> None:
+    """Replace (or add) the section called ``title`` in benchmarks/RESULTS.md with this run's figures."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    block = (f"## {title}\n\n`{command.strip()}`\n\n{stamp}; machine: {machine()}; load average before the run: "
+             f"{LOAD_AT_START}.\n\n{body.rstrip()}\n")
+    text = RESULTS.read_text() if RESULTS.exists() else HEADER
+    parts = re.split(r"(?m)^(?=## )", text)
+    head, sections = parts[0], parts[1:]
+    for i, sec in enumerate(sections):
+        if sec.splitlines()[0] == f"## {title}":
+            sections[i] = block + "\n"
+            break
+    else:
+        sections.append(block + "\n")
+    tmp = RESULTS.with_suffix(".md.tmp")
+    tmp.write_text((head if head.strip() else HEADER).rstrip() + "\n\n" + "".join(sections).rstrip() + "\n")
+    os.replace(tmp, RESULTS)
+    print(f"wrote the section '{title}' of {RESULTS}", file=sys.stderr)
 
 
 def publish(title: str, script: str, argv: list[str] | None, body: str, save: bool) -> None:
-    """Print a benchmark's result and, when ``save``, append it to RESULTS.md with its command line."""
+    """Print a benchmark's result and, when ``save``, put it in RESULTS.md with its command line."""
     print(body)
     if save:
-        append_results(title, command_line(script, argv), body)
+        write_section(title, command_line(script, argv), body)
 
 
 def md_table(head: list[str], rows: list[list[Any]]) -> str:

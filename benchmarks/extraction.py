@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.random_weights else "")
         body = (f"{args.utterances} utterances of {args.seconds:g} s each per extractor, generated audio, CPU."
                 f"\n\n{note}{table}")
-        _bench.append_results("extraction speed", command, body)
+        _bench.write_section("extraction speed", command, body)
     return 0
 
 

@@ -54,7 +54,7 @@ class PairingConfig:
 
     segment_length: int = param(1, help="consecutive frames per training segment; pairs per step = batch_size * segment_length")
     context_frames: int = param(1, help="frames of context around each frame, for both sides (the original context_frame_numbers)")
-    normalization: Literal["none", "minmax", "standard", "robust"] = param(
+    normalization: Literal["none", "minmax", "standard", "robust", "normal_score"] = param(
         "standard", help="float-stream normalisation, statistics from the train split only")
     x_repeat: int | Literal["auto"] = param("auto", help="repeat each x frame N times; 'auto' aligns by frame rate")
     y_repeat: int | Literal["auto"] = param("auto", help="repeat each y frame N times; 'auto' aligns by frame rate")

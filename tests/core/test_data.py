@@ -1,6 +1,7 @@
 """Frame banks: context windows, segment crops and marginal draws respect utterance boundaries."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from minecli.core.data import FrameBank, Normalizer
@@ -59,3 +60,41 @@ def test_subset_utts_keeps_whole_utterances_in_order():
     sub = bank.subset_utts(torch.tensor([2, 0]))
     assert sub.offsets.tolist() == [0, 5, 8]
     assert sub.y[:, 0].tolist() == [2] * 5 + [0] * 3
+
+
+def test_normal_scores_are_standard_normal_and_ignore_monotone_warps():
+    """Normal scores depend on ranks only: cube and exp of the data give the same scores."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(50_000, 2, generator=gen)
+    z = Normalizer.fit(x, "normal_score")(x)
+    # 50k draws: the sample moments of N(0,1) sit within ~0.01 of 0 and 1; binning adds < 0.005.
+    assert z.mean(0).abs().max() < 0.02 and (z.std(0) - 1).abs().max() < 0.02
+    warped = torch.stack([x[:, 0] ** 3, x[:, 1].exp()], 1)
+    zw = Normalizer.fit(warped, "normal_score")(warped)
+    # The CDF is linear inside each of 8,192 bins on an asinh scale: where a warp packs much mass into
+    # few bins (the flat middle of x^3) a score moves by up to ~0.05, elsewhere by far less.
+    diff = (zw - z).abs()
+    assert diff.median() < 0.005 and diff.quantile(0.99) < 0.06
+    # An affine map of a Gaussian is its normal score, up to sampling noise of the quantiles.
+    assert torch.corrcoef(torch.stack([z[:, 0], x[:, 0]]))[0, 1] > 0.999
+
+
+def test_normal_scores_are_bounded_and_fitted_on_train_only():
+    train = torch.randn(10_000, 3)
+    norm = Normalizer.fit(train, "normal_score")
+    far = norm(torch.tensor([[1e12, -1e12, float(train[:, 2].median())]]))
+    # Beyond every train value the score stops at Phi^-1(1 - 1/2n), n = 10,000: 3.89.
+    assert far[0, 0] == pytest.approx(3.89, abs=0.01) and far[0, 1] == pytest.approx(-3.89, abs=0.01)
+    assert abs(float(far[0, 2])) < 0.01  # the train median maps to 0
+    assert norm.state()["method"] == "normal_score"
+
+
+def test_normal_scores_give_a_tie_its_mid_rank():
+    """A point mass (a log-mel floor, a constant bin) maps to one value in the middle of its mass."""
+    x = torch.cat([torch.zeros(5_000), torch.rand(5_000) + 1])[:, None]
+    const = torch.zeros(100, 1)
+    z = Normalizer.fit(x, "normal_score")(x)
+    assert z[:5_000].unique().numel() == 1
+    # half of the train mass sits at 0: its mid-rank is 0.25, Phi^-1(0.25) = -0.674
+    assert float(z[0, 0]) == pytest.approx(-0.674, abs=0.01)
+    assert float(Normalizer.fit(const, "normal_score")(const).abs().max()) < 1e-6
