@@ -58,10 +58,11 @@ def float_pairs() -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
     }
 
 
-def phone_config(work: Path) -> Path:
+def phone_config(work: Path, normalization: str) -> Path:
     """The demo's config at context 1 (single phone labels), its cache reused."""
     doc = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     doc["pairing"]["context_frames"] = 1
+    doc["pairing"]["normalization"] = normalization
     for split in ("train", "valid", "test"):
         doc["data"][split] = str(ROOT / doc["data"][split])
     doc["data"]["cache_dir"] = str(ROOT / doc["data"]["cache_dir"])
@@ -78,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--normalization", default="standard", help="float-stream normalisation for every pair")
+    ap.add_argument("--auto-only", action="store_true", help="only the default (auto) critic forms")
     args = ap.parse_args(argv)
+    float_forms = [f for f in FLOAT_FORMS if f[0].startswith("auto")] if args.auto_only else FLOAT_FORMS
+    token_forms = [f for f in TOKEN_FORMS if f[0].startswith("auto")] if args.auto_only else TOKEN_FORMS
     import torch
 
     import minecli
@@ -87,16 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     pairs = float_pairs()
     for task, (x, y) in pairs.items():
-        for label, critic, hidden in FLOAT_FORMS:
+        for label, critic, hidden in float_forms:
             t0 = time.perf_counter()
             extra = {"hidden_dims": hidden} if hidden is not None else {}
-            r = minecli.estimate_mi(x, y, seed=args.seed, progress=False, baseline=False, critic=critic, **extra)
+            r = minecli.estimate_mi(x, y, seed=args.seed, progress=False, baseline=False, critic=critic,
+                                    normalization=args.normalization, **extra)
             rows.append([task, label, r.critic, f"{r.mi_nats:.3f}", f"[{r.ci95_nats[0]:.3f}, {r.ci95_nats[1]:.3f}]",
                          f"{r.best_step}/{r.steps_run}", f"{time.perf_counter() - t0:.1f}"])
             print(" | ".join(rows[-1]), file=sys.stderr)
 
-    loaded = _bench.load(phone_config(Path("/tmp") / "minecli-critic-forms"))
-    for label, critic in TOKEN_FORMS:
+    loaded = _bench.load(phone_config(Path("/tmp") / "minecli-critic-forms", args.normalization))
+    for label, critic in token_forms:
         t0 = time.perf_counter()
         trainer = _bench.make_trainer(loaded, critic=critic, seed=args.seed)
         trainer.fit()
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     table = _bench.md_table(["pair", "critic option", "critic used", "test nats", "95% CI", "best/run steps",
                              "seconds"], rows)
     frames = {name: sum(len(a) for a in x) for name, (x, _) in pairs.items()}
-    body = (f"Seed {args.seed}, 1 torch thread, estimate_mi defaults otherwise (float pairs: split by utterance "
+    body = (f"Seed {args.seed}, normalization {args.normalization}, 1 torch thread, estimate_mi defaults otherwise (float pairs: split by utterance "
             f"70/10/20; frames {frames}); phones: the demo's filelists and training settings at context 1.\n\n"
             f"{table}\n")
     _bench.publish("critic forms on real speech", "critic_forms.py", argv, body, save=not args.no_write)

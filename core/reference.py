@@ -8,6 +8,8 @@ likelihood (with a little regularisation):
   sum_k rho_k/(4(1+rho_k)) (u_k+v_k)^2 - rho_k/(4(1-rho_k)) (u_k-v_k)^2.
 - ``lda`` (single tokens against a float stream): the float side is Gaussian within each token's
   class with a shared covariance: T(k, y) = log N(y; mu_k, S) - log sum_j pi_j N(y; mu_j, S).
+- ``spread`` (beside each ``lda`` fit at one ridge): the same classes, each with an isotropic spread of
+  its own in LDA's whitened space, shrunk towards the pooled one for rare tokens.
 - ``table`` (single tokens on both sides): the add-alpha smoothed joint table.
 
 A reference critic is a fixed function, so its held-out bound is as valid a lower bound as the
@@ -34,6 +36,12 @@ MAX_TABLE_CELLS = 4_000_000
 FIT_FRAMES = 100_000
 RIDGES = (1e-4, 1e-3, 1e-2, 1e-1)
 ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+MAX_ADDITIVE_CELLS = 65_536  # token positions x vocabulary: the per-position mean tables...
+MAX_ADDITIVE_TABLE = 1 << 24  # ...times the float width: 128 MB of float64 while fitting
+MAX_MIXTURE = 4096  # token tuples in the additive reference's marginal
+ADDITIVE_PSEUDO_FRAMES = (1.0, 10.0)
+SPREAD_RIDGE = 1e-3  # the class-spread candidates reuse the LDA fit at this ridge
+SPREAD_PSEUDO_FRAMES = (0.5, 3.0)
 
 
 def _standardise(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -141,6 +149,88 @@ class LdaReference(ReferenceCritic):
         return (ex[..., :-1] * ey[..., :-1]).sum(-1) + ex[..., -1] + ey[..., -1]
 
 
+class SpreadReference(ReferenceCritic):
+    """Gaussian classes with a spread of their own: token k's frames scatter by s_k^2 in LDA's whitened space.
+
+    T(k, z) = log N(z; m_k, s_k^2 I) - log sum_j pi_j N(z; m_j, s_j^2 I). With the class means in the
+    r discriminant directions, |z - m_k|^2 = |z_r - m_k|^2 + |z_rest|^2, so a token encodes to
+    ``[m_k / s_k^2, -1 / (2 s_k^2), c_k]`` and a frame to ``[z_r, |z|^2, -log p(z)]``: a marginal pair
+    still costs one dot product.
+    """
+
+    def __init__(self, token_side: str, means: torch.Tensor, var: torch.Tensor, log_prior: torch.Tensor,
+                 proj: torch.Tensor, shift: torch.Tensor, full_proj: torch.Tensor, full_shift: torch.Tensor,
+                 pseudo: float) -> None:
+        super().__init__()
+        self.token_side = token_side
+        d = full_proj.shape[0]
+        self.register_buffer("means", means.float())             # [V, r]
+        self.register_buffer("inv_var", (1.0 / var).float())     # [V]
+        self.register_buffer("const", (-0.5 * (means**2).sum(1) / var - 0.5 * d * var.log()).float())
+        self.register_buffer("log_prior", log_prior.float())
+        self.register_buffer("proj", proj.float())               # [r, D]
+        self.register_buffer("shift", shift.float())
+        self.register_buffer("full_proj", full_proj.float())     # [d, D]: the whole whitened frame
+        self.register_buffer("full_shift", full_shift.float())
+        self.vocab, self.pseudo = int(means.shape[0]), pseudo
+
+    def describe(self) -> str:
+        """One line for summaries."""
+        return (f"class-spread reference (closed form: {self.vocab} Gaussian classes of {self.token_side}'s "
+                f"tokens, each with its own spread, {self.pseudo:g} pooled pseudo-frames)")
+
+    def _tokens(self, idx: torch.Tensor) -> torch.Tensor:
+        k = idx.reshape(-1)
+        return torch.cat([self.means[k] * self.inv_var[k, None], -0.5 * self.inv_var[k, None], self.const[k, None]], 1)
+
+    def _floats(self, f: torch.Tensor) -> torch.Tensor:
+        flat = f.reshape(f.shape[0], -1)
+        z = flat @ self.proj.T - self.shift
+        sq = ((flat @ self.full_proj.T - self.full_shift) ** 2).sum(1, keepdim=True)
+        logits = (z @ (self.means * self.inv_var[:, None]).T - 0.5 * sq * self.inv_var + self.const
+                  + self.log_prior)
+        return torch.cat([z, sq, -torch.logsumexp(logits, 1, keepdim=True)], 1)
+
+    def encode_x(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, r + 2]``: the token's terms, or the frame's."""
+        return self._tokens(x) if self.token_side == "x" else self._floats(x)
+
+    def encode_y(self, y: torch.Tensor) -> torch.Tensor:
+        """``[N, r + 2]``, as encode_x."""
+        return self._tokens(y) if self.token_side == "y" else self._floats(y)
+
+    def _t(self, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
+        return (ex[..., :-2] * ey[..., :-2]).sum(-1) + ex[..., -2] * ey[..., -2] + ex[..., -1] + ey[..., -1]
+
+
+class AdditiveReference(LdaReference):
+    """Several tokens at once (codebooks, context windows): each adds its own vector to the frame's mean.
+
+    y = sum_j E_j[x_j] + Gaussian noise with a shared covariance. In the noise's whitened coordinates a
+    token tuple encodes to its summed mean m(x) like an LDA class, and the frame's normaliser is a
+    mixture over the tuples seen most often in training: T(x, z) = z.m(x) - |m(x)|^2/2
+    - log sum_s w_s exp(z.m_s - |m_s|^2/2). Any fixed T gives a valid DV bound; the mixture is the
+    closest cheap stand-in for the exact marginal.
+    """
+
+    def __init__(self, token_side: str, tables: torch.Tensor, means: torch.Tensor, log_prior: torch.Tensor,
+                 proj: torch.Tensor, shift: torch.Tensor, ridge: float, shrink: float) -> None:
+        super().__init__(token_side, means, log_prior, proj, shift, ridge)
+        self.register_buffer("tables", tables.float())  # [J, V, d] per position's whitened mean offsets
+        self.shrink = shrink
+
+    def describe(self) -> str:
+        """One line for summaries."""
+        j = int(self.tables.shape[0])
+        return (f"additive reference (closed form: {j} tokens of {self.token_side} each add a mean, shared "
+                f"covariance, mixture over {self.vocab} seen tuples, {self.shrink:g} pseudo-frames)")
+
+    def _tokens(self, idx: torch.Tensor) -> torch.Tensor:
+        k = idx.reshape(idx.shape[0], -1)
+        m = self.tables[torch.arange(k.shape[1]), k].sum(1)  # [N, d]
+        return torch.cat([m, -0.5 * (m**2).sum(1, keepdim=True)], 1)
+
+
 class TableReference(ReferenceCritic):
     """The add-alpha smoothed joint table of two token streams."""
 
@@ -183,6 +273,10 @@ def reference_kind(spec_x: StreamSpec, spec_y: StreamSpec, cx: int, cy: int) -> 
         if single(tok, tc) and flt.kind == "float":
             ok = int(tok.vocab_size or 0) <= MAX_LDA_VOCAB and width(flt, fc) <= MAX_FLOAT_WIDTH
             return "lda" if ok else None
+        if tok.kind == "index" and flt.kind == "float":
+            cells = int(tok.vocab_size or 0) * int(tok.n_codebooks or 1) * tc
+            ok = cells <= MAX_ADDITIVE_CELLS and cells * width(flt, fc) <= MAX_ADDITIVE_TABLE
+            return "additive" if ok and width(flt, fc) <= MAX_FLOAT_WIDTH else None
     return None
 
 
@@ -198,6 +292,10 @@ def fit_references(kind: str, train: FrameBank, cx: int, cy: int, spec_x: Stream
     fy = y.reshape(y.shape[0], -1).float()
     if kind == "gaussian":
         return _fit_gaussian(fx, fy)
+    if kind == "additive":
+        if spec_x.kind == "index":
+            return _fit_additive("x", x.reshape(x.shape[0], -1), fy, int(spec_x.vocab_size or 0))
+        return _fit_additive("y", y.reshape(y.shape[0], -1), fx, int(spec_y.vocab_size or 0))
     if spec_x.kind == "index":
         return _fit_lda("x", x.reshape(-1), fy, int(spec_x.vocab_size or 0))
     return _fit_lda("y", y.reshape(-1), fx, int(spec_y.vocab_size or 0))
@@ -253,6 +351,58 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
         shrink = torch.where(counts[:, None] > 0, shrink, torch.zeros_like(shrink))
         proj = (w @ u).T / scale                          # [r, D] on raw frames
         out.append(LdaReference(side, (m @ u) * shrink, log_prior, proj, proj @ mean, ridge))
+        if ridge == SPREAD_RIDGE:
+            out += _fit_spreads(side, tokens, z, w, u, (m @ u) * shrink, counts, log_prior, mean, scale)
+    return out
+
+
+def _fit_spreads(side: str, tokens: torch.Tensor, z: torch.Tensor, w: torch.Tensor, u: torch.Tensor,
+                 means: torch.Tensor, counts: torch.Tensor, log_prior: torch.Tensor, mean: torch.Tensor,
+                 scale: torch.Tensor) -> list[ReferenceCritic]:
+    """Class-spread candidates beside one LDA fit: each token's own scatter about its (shrunk) mean."""
+    zw = z.double() @ w                                   # whitened frames [n, d], pooled scatter ~ I
+    resid = zw - means[tokens] @ u.T
+    ss = torch.zeros(counts.shape[0], dtype=torch.float64).index_add_(0, tokens, (resid**2).sum(1))
+    d = zw.shape[1]
+    pooled = float(ss.sum() / (counts.sum() * d))
+    out: list[ReferenceCritic] = []
+    for pseudo in SPREAD_PSEUDO_FRAMES:
+        # a rare token's spread leans on the pooled one, as if it had `pseudo` more frames at that spread
+        var = (ss + pseudo * d * pooled) / ((counts + pseudo) * d)
+        proj = (w @ u).T / scale
+        full = w.T / scale
+        out.append(SpreadReference(side, means, var, log_prior, proj, proj @ mean, full, full @ mean, pseudo))
+    return out
+
+
+def _fit_additive(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int, sweeps: int = 4) -> list[ReferenceCritic]:
+    """Per-position mean tables by backfitting (shrunk class means of the partial residual), then whitening."""
+    z, mean, scale = _standardise(f)
+    z = z.double()
+    n, j = tokens.shape
+    d = z.shape[1]
+    counts = torch.stack([torch.bincount(tokens[:, i], minlength=vocab) for i in range(j)]).double()  # [J, V]
+    uniq, inverse, tuple_counts = torch.unique(tokens, dim=0, return_inverse=True, return_counts=True)
+    top = torch.argsort(tuple_counts, descending=True)[:MAX_MIXTURE]
+    log_prior = torch.log(tuple_counts[top].double() / tuple_counts[top].sum())
+    out: list[ReferenceCritic] = []
+    for pseudo in ADDITIVE_PSEUDO_FRAMES:
+        tables = torch.zeros(j, vocab, d, dtype=torch.float64)
+        fitted = torch.zeros_like(z)
+        for _ in range(sweeps):
+            for i in range(j):
+                fitted -= tables[i][tokens[:, i]]
+                sums = torch.zeros(vocab, d, dtype=torch.float64).index_add_(0, tokens[:, i], z - fitted)
+                tables[i] = sums / (counts[i] + pseudo)[:, None]
+                fitted += tables[i][tokens[:, i]]
+        resid = z - fitted
+        cov = (resid.T @ resid) / max(1, n - 1)
+        for ridge in (1e-3,):
+            w = _inv_sqrt(cov, ridge)
+            wt = tables @ w                                  # [J, V, d] whitened offsets
+            means = wt[torch.arange(j), uniq[top]].sum(1)    # [S, d] the mixture's components
+            proj = w.T / scale                               # [d, D] on raw frames
+            out.append(AdditiveReference(side, wt, means, log_prior, proj, proj @ mean, ridge, pseudo))
     return out
 
 

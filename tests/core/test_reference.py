@@ -10,7 +10,8 @@ import torch
 
 import minecli
 from minecli.core.data import FrameBank
-from minecli.core.reference import (MAX_FLOAT_WIDTH, _fit_gaussian, _fit_lda, _fit_table, reference_kind)
+from minecli.core.reference import (MAX_FLOAT_WIDTH, SPREAD_PSEUDO_FRAMES, LdaReference, ReferenceCritic, SpreadReference,
+                                    _fit_additive, _fit_gaussian, _fit_lda, _fit_table, reference_kind)
 from minecli.core.spec import StreamSpec
 from minecli.core.trainer import CriticConfig, TrainConfig, Trainer, _ReferenceFit
 
@@ -98,10 +99,13 @@ def test_table_reference_is_the_smoothed_tables_log_ratio_and_normalised():
     (("float", MAX_FLOAT_WIDTH), 2, ("float", 4), 1, None),       # a window wider than the cap
     (("index", 16), 1, ("float", 4), 3, "lda"),
     (("float", 4), 1, ("index", 16), 1, "lda"),
-    (("index", 16), 3, ("float", 4), 1, None),                     # a token window is not a single token
+    (("index", 16), 3, ("float", 4), 1, "additive"),               # a token window: each position adds a mean
     (("index", 16), 1, ("index", 8), 1, "table"),
     (("index", 4096), 1, ("index", 4096), 1, None),                # 16.8 M cells
-    (("index", 16, 2), 1, ("float", 4), 1, None),                  # two codebooks per frame
+    (("index", 16, 2), 1, ("float", 4), 1, "additive"),            # two codebooks per frame
+    (("index", 1024, 8), 5, ("float", 4), 1, "additive"),          # EnCodec's 8 codebooks at context 5
+    (("index", 1024, 8), 9, ("float", 4), 1, None),                # 73,728 token cells: over the cap
+    (("float", 2048), 1, ("index", 1024, 9), 1, None),             # 9,216 cells x 2,048 dims: tables too big
 ])
 def test_which_reference_a_pairing_gets(sx, cx, sy, cy, kind):
     assert reference_kind(_spec(*sx), _spec(*sy), cx, cy) == kind
@@ -221,3 +225,57 @@ def test_on_independent_streams_the_reference_does_not_replace_the_untrained_cri
     # standard error of the untrained critic's 0, so it is not selected and the estimate stays ~0.
     assert r.reference is not None and not r.reference["selected"]
     assert abs(r.mi_nats) < 0.01
+
+
+def test_additive_reference_is_the_models_log_ratio_when_every_tuple_is_seen():
+    """Two codebooks of 4 tokens, y = E1[x1] + E2[x2] + noise: all 16 tuples seen, so the mixture is exact."""
+    rng = np.random.default_rng(0)
+    n = 60_000
+    e1, e2 = rng.standard_normal((4, 2)), rng.standard_normal((4, 2))
+    tok = rng.integers(0, 4, (n, 2))
+    mu = e1[tok[:, 0]] + e2[tok[:, 1]]
+    y = mu + 0.5 * rng.standard_normal((n, 2))
+    refs = _fit_additive("x", torch.as_tensor(tok), torch.as_tensor(y, dtype=torch.float32), 4)
+    tuples = np.array([(a, b) for a in range(4) for b in range(4)])
+    means = e1[tuples[:, 0]] + e2[tuples[:, 1]]
+
+    def true_t(t: np.ndarray, v: np.ndarray) -> np.ndarray:
+        ll = -((v[:, None, :] - means[None]) ** 2).sum(-1) / (2 * 0.25)  # [m, 16]
+        own = -((v - (e1[t[:, 0]] + e2[t[:, 1]])) ** 2).sum(-1) / (2 * 0.25)
+        return own - (np.logaddexp.reduce(ll, axis=1) - math.log(16))
+
+    tt, vv = tok[:500], y[:500]
+    want = true_t(tt, vv)
+    for ref in refs:
+        got = ref._t(ref.encode_x(torch.as_tensor(tt)), ref.encode_y(torch.as_tensor(vv, dtype=torch.float32)))
+        # 60k frames fit 8 mean vectors and a 2x2 covariance to ~1%; the log ratio moves by < 0.05.
+        assert np.abs(got.double().numpy() - want).max() < 0.1, ref.describe()
+
+
+def test_class_spread_reference_fits_classes_of_different_spread_where_lda_cannot():
+    """y | k ~ N(mu_k, s_k^2 I) with s_k from 0.3 to 1.5: the spread candidates approach the true log ratio."""
+    rng = np.random.default_rng(1)
+    n, v, d = 40_000, 8, 3
+    mu = rng.standard_normal((v, d))
+    sig = np.linspace(0.3, 1.5, v)
+    lab = rng.integers(0, v, n)
+    y = mu[lab] + sig[lab, None] * rng.standard_normal((n, d))
+    refs = _fit_lda("x", torch.as_tensor(lab), torch.as_tensor(y, dtype=torch.float32), v)
+    spread = [r for r in refs if isinstance(r, SpreadReference)]
+    assert len(spread) == len(SPREAD_PSEUDO_FRAMES)
+
+    def true_t(k: np.ndarray, f: np.ndarray) -> np.ndarray:
+        ll = -((f[:, None, :] - mu[None]) ** 2).sum(-1) / (2 * sig**2) - d * np.log(sig)
+        return ll[np.arange(len(k)), k] - (np.logaddexp.reduce(ll, axis=1) - math.log(v))
+
+    kk, ff = lab[:1000], y[:1000]
+    want = true_t(kk, ff)
+
+    def err(ref: ReferenceCritic) -> float:
+        got = ref._t(ref.encode_x(torch.as_tensor(kk)), ref.encode_y(torch.as_tensor(ff, dtype=torch.float32)))
+        return float(np.abs(got.double().numpy() - want).mean())
+
+    # 5,000 frames a class pin each spread to ~1% and each mean to ~0.01: mean error well under 0.05;
+    # the shared-covariance model is off by far more where spreads differ fivefold.
+    assert max(err(r) for r in spread) < 0.05
+    assert min(err(r) for r in refs if isinstance(r, LdaReference) and not isinstance(r, SpreadReference)) > 0.3
