@@ -290,6 +290,7 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
     from .api import classical_baseline
     from .report import write_results
     from .trainer import Trainer, entropy_report, result_warnings
+    from .units import plan_units, window_ceilings
 
     t0 = time.perf_counter()
     prep = prepare(config, overrides)
@@ -316,7 +317,8 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
     trainer.fit()
     t_train = time.perf_counter() - t1
     final = trainer.estimate()
-    entropy = entropy_report(prep.specs["x"], prep.specs["y"], banks["test"])
+    units = plan_units(plan, prep.specs["x"].frame_rate, prep.specs["y"].frame_rate, cx, cy)
+    entropy = window_ceilings(entropy_report(prep.specs["x"], prep.specs["y"], banks["test"]), units)
     baseline = classical_baseline(banks["test"], prep.specs["x"], prep.specs["y"])
     warns = result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"], trainer.estimator,
                             cfg.estimator.eval_negatives)
@@ -329,9 +331,10 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
         "ci95_bits": [v / 0.6931471805599453 for v in final["ci95_nats"]],
         "ci_method": final["ci_method"],
         "p_value_no_dependence": final["p_value"],
-        "mi_nats_per_second": final["mi_nats"] * plan.rate,
-        "mi_bits_per_second": final["mi_nats"] * plan.rate / 0.6931471805599453,
+        "mi_nats_per_second": final["mi_nats"] * units.samples_per_second,
+        "mi_bits_per_second": units.to_dict(final["mi_nats"])["mi_bits_per_second"],
         "aligned_frame_rate_hz": plan.rate,
+        "units": units.to_dict(final["mi_nats"]),
         "estimator": cfg.estimator.name,
         "lower_bound": bool(trainer.estimator.lower_bound),
         "critic": trainer.describe_critic(),
