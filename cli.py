@@ -190,6 +190,24 @@ def extract(config: str, overrides: tuple[str, ...], side: str) -> None:
     click.echo(extract_config(config, list(overrides), side))
 
 
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("axes", nargs=-1, required=True)
+@click.option("--zip", "zipped", is_flag=True, help="pair the i-th values of every key instead of the cartesian product")
+@click.option("--set", "fixed", multiple=True, metavar="KEY=VALUE", help="an override for every point (repeatable)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="sweep folder (default: runs/<config>-sweep-<keys>)")
+def sweep(config: str, axes: tuple[str, ...], zipped: bool, fixed: tuple[str, ...], out_dir: str | None) -> None:
+    """Run CONFIG over a grid of values, e.g. pairing.lag_frames=-4,-2,0,2,4 x.params.n_codebooks=1,2,4.
+
+    One run folder per point; finished points are kept and skipped when the sweep runs again.
+    Writes sweep.csv, sweep.md, sweep.json and sweep.png in the sweep folder.
+    """
+    from .core.sweep import parse_axes, run_sweep
+
+    result = run_sweep(config, parse_axes(axes), list(fixed), out_dir, zipped)
+    click.echo(result.summary())
+
+
 def _add_plugin_commands() -> None:
     """Let plugins add commands; each plugin separately, so one broken plugin never breaks the CLI."""
     try:
