@@ -175,8 +175,9 @@ def _extract_side(prep: Prepared, side: str, progress: bool) -> dict[str, Any]:
     """Fill the cache for one side over all splits; returns counts."""
     from .cache import FeatureStore
 
-    ext = prep.extractors[side]
-    spec = prep.specs[side]
+    # Selections (first k codebooks, one codebook) are cut at load from the full output, cached once.
+    ext = prep.extractors[side].full()
+    spec = ext.spec()
     if prep.source == "csv":
         return {"extracted": 0, "cached": 0, "source": "csv"}
     train_audio = [it.audio for it in prep.items["train"] if it.audio]
@@ -205,8 +206,10 @@ def load_side(prep: Prepared, side: str, split: str) -> list[Any]:
     ext = prep.extractors[side]
     if prep.source == "csv":
         return [ext.load_file(getattr(it, f"{side}_file")) for it in prep.items[split]]  # type: ignore[attr-defined]
-    store = FeatureStore(prep.cache_dir, ext)
-    return store.load([_cache_key(ext, it.audio) for it in prep.items[split]])  # type: ignore[arg-type]
+    full = ext.full()
+    store = FeatureStore(prep.cache_dir, full)
+    feats = store.load([_cache_key(full, it.audio) for it in prep.items[split]])  # type: ignore[arg-type]
+    return feats if full is ext else [ext.select(t) for t in feats]
 
 
 # ----------------------------------------------------------------------------- pairing
