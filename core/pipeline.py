@@ -216,11 +216,12 @@ def load_side(prep: Prepared, side: str, split: str) -> list[Any]:
 def build_banks(prep: Prepared) -> tuple[dict[str, Any], dict[str, Any], Any]:
     """Aligned frame banks of every split, normalised with train statistics; plus pairing stats."""
     from .data import FrameBank, normalize_banks
-    from .pairing import align_pair, plan_alignment
+    from .pairing import align_pair, lag_in_frames, plan_alignment, shift_pair
 
     p = prep.cfg.pairing
     sx, sy = prep.specs["x"], prep.specs["y"]
     plan = plan_alignment(sx.frame_rate, sy.frame_rate, p.x_repeat, p.y_repeat)
+    lag = lag_in_frames(p.lag_frames, p.lag_ms, plan.rate)
     banks: dict[str, Any] = {}
     stats: dict[str, Any] = {}
     for split in SPLITS:
@@ -228,6 +229,8 @@ def build_banks(prep: Prepared) -> tuple[dict[str, Any], dict[str, Any], Any]:
         kept_x, kept_y, names, dropped = [], [], [], []
         for item, a, b in zip(prep.items[split], xs, ys):
             pair = align_pair(a, b, plan, sx.frame_rate, sy.frame_rate, p.max_length_diff)
+            if pair is not None and lag:
+                pair = shift_pair(*pair, lag)
             if pair is None or pair[0].shape[0] == 0:
                 dropped.append({"id": item.id, "x_frames": int(a.shape[0]), "y_frames": int(b.shape[0])})
                 continue
@@ -244,7 +247,8 @@ def build_banks(prep: Prepared) -> tuple[dict[str, Any], dict[str, Any], Any]:
         banks[split] = FrameBank.from_lists(kept_x, kept_y, names)
     norms = normalize_banks(banks, p.normalization)
     stats["alignment"] = {"mode": plan.mode, "x_repeat": plan.x_repeat, "y_repeat": plan.y_repeat,
-                          "rate_hz": plan.rate, "describe": plan.describe()}
+                          "rate_hz": plan.rate, "describe": plan.describe(), "lag_frames": lag,
+                          "lag_ms": lag * 1000.0 / plan.rate}
     stats["normalization"] = {k: v.state() for k, v in norms.items()}
     return banks, stats, plan
 
@@ -260,7 +264,10 @@ def validate_config(config: str | os.PathLike[str], overrides: list[str] | None 
 
     p = prep.cfg.pairing
     plan = plan_alignment(prep.specs["x"].frame_rate, prep.specs["y"].frame_rate, p.x_repeat, p.y_repeat)
-    lines.append(f"  pairing: {plan.describe()}")
+    from .pairing import lag_in_frames
+
+    lag = lag_in_frames(p.lag_frames, p.lag_ms, plan.rate)
+    lines.append(f"  pairing: {plan.describe()}" + (f"; y shifted by {lag:+d} frames (x[t] with y[t{lag:+d}])" if lag else ""))
     lines.append("  splits: " + ", ".join(f"{s} {len(prep.items[s])} files" for s in SPLITS))
     lines.append(f"  estimator: {prep.cfg.estimator.name}; cache: {prep.cache_dir}")
     from .reference import reference_kind

@@ -20,6 +20,7 @@ def summary_text(doc: dict[str, Any]) -> str:
     lines = [*_units_lines(doc, lo, hi),
         f"  x: {stream(sx)}",
         f"  y: {stream(sy)}",
+        *_lag_lines(doc),
         f"  estimator: {doc['estimator']} ({'lower bound' if doc['lower_bound'] else 'not a strict bound'}), "
         f"test frames {doc['frames']['test']}, CI by {doc['ci_method']}",
     ]
@@ -72,6 +73,15 @@ def _units_lines(doc: dict[str, Any], lo: float, hi: float) -> list[str]:
         f"non-overlapping {per}s/s, {stride}, aligned at {u['aligned_frame_rate_hz']:g} Hz",
         f"  a {per}: {u['sample']}",
     ]
+
+
+def _lag_lines(doc: dict[str, Any]) -> list[str]:
+    """The pairing lag, when there is one."""
+    align = (doc.get("pairing") or {}).get("alignment") or {}
+    lag = align.get("lag_frames") or 0
+    if not lag:
+        return []
+    return [f"  lag: x[t] paired with y[t{lag:+d}] ({align['lag_ms']:+g} ms), ends trimmed"]
 
 
 def plot_curves(path: Path, history: list[dict[str, float]], final: float | None = None,
