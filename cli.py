@@ -208,6 +208,23 @@ def sweep(config: str, axes: tuple[str, ...], zipped: bool, fixed: tuple[str, ..
     click.echo(result.summary())
 
 
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--side", type=click.Choice(["x", "y"]), default="x", show_default=True,
+              help="the multi-codebook stream")
+@click.option("--max", "max_k", type=click.IntRange(min=1), help="largest k (default: the stream's codebooks)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="folder (default: runs/<config>-depth-<side>)")
+def depth(config: str, overrides: tuple[str, ...], side: str, max_k: int | None, out_dir: str | None) -> None:
+    """MI of the first k codebooks of one side for every k, and the increment of each codebook.
+
+    One run per k (features extracted once); writes depth.csv, depth.md, depth.json and depth.png.
+    """
+    from .core.depth import run_depth
+
+    click.echo(run_depth(config, side, list(overrides), max_k, out_dir).summary())
+
+
 def _add_plugin_commands() -> None:
     """Let plugins add commands; each plugin separately, so one broken plugin never breaks the CLI."""
     try:
