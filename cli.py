@@ -225,6 +225,20 @@ def depth(config: str, overrides: tuple[str, ...], side: str, max_k: int | None,
     click.echo(run_depth(config, side, list(overrides), max_k, out_dir).summary())
 
 
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="folder for the report (default: runs/report)")
+@click.option("--title", default="minecli report", show_default=True, help="title of the page and chart")
+def report(run_dirs: tuple[str, ...], out_dir: str | None, title: str) -> None:
+    """Finished runs side by side: report.html (self-contained), report.png and a table.
+
+    RUN_DIRS are run folders (with results.json) or sweep/depth folders, whose tables and plots join the page.
+    """
+    from .core.html_report import write_report
+
+    click.echo(write_report(list(run_dirs), out_dir, title).summary())
+
+
 def _add_plugin_commands() -> None:
     """Let plugins add commands; each plugin separately, so one broken plugin never breaks the CLI."""
     try:
