@@ -96,3 +96,15 @@ def test_a_stream_repeated_to_align_reports_its_true_rate(npy_corpus, write_yaml
     assert res3["entropy"]["x"]["ceiling_nats"] == pytest.approx(2 * res3["entropy"]["x"]["plugin_entropy_nats"])
     assert res3["entropy"]["y"]["source_frames_per_sample"] == 3
     assert "nats/window" in (tmp_path / "out3" / "summary.txt").read_text()
+
+
+def test_the_python_api_gives_window_ceilings_with_context():
+    import minecli
+
+    rng = np.random.default_rng(0)
+    xs = [rng.integers(0, 4, size=80) for _ in range(12)]
+    r = minecli.estimate_mi(xs, [a.copy() for a in xs], context=3, steps=10, validate_every=5, baseline=False,
+                            bootstrap=10, null_permutations=0, progress=False)
+    ent = r.entropy["x"]
+    assert ent["source_frames_per_sample"] == 3
+    assert ent["ceiling_nats"] == pytest.approx(3 * ent["plugin_entropy_nats"])
