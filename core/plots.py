@@ -62,7 +62,9 @@ def plot_sweep(path: Path, rows: Sequence[dict[str, Any]], x_key: str, group_key
     if failed:
         ax.text(0.01, 0.02, "failed: " + ", ".join(failed), transform=ax.transAxes, fontsize=7, color="#d62728")
     ax.set_xlabel(x_key)
-    ax.set_ylabel("MI (nats), 95% interval")
+    per = {r.get("per") for r in ok}
+    ax.set_ylabel(f"MI (nats/{per.pop()}), 95% interval" if len(per) == 1 and None not in per
+                  else "MI (nats), 95% interval")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     if group_key:
