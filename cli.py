@@ -206,6 +206,8 @@ def sweep(config: str, axes: tuple[str, ...], zipped: bool, fixed: tuple[str, ..
 
     result = run_sweep(config, parse_axes(axes), list(fixed), out_dir, zipped)
     click.echo(result.summary())
+    if not any(r["status"] == "ok" for r in result.rows):
+        raise MinecliError(f"no point of the sweep finished; the reasons are in {result.files['csv']}")
 
 
 @cli.command()

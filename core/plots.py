@@ -67,7 +67,7 @@ def plot_sweep(path: Path, rows: Sequence[dict[str, Any]], x_key: str, group_key
                   else "MI (nats), 95% interval")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    if group_key:
+    if group_key and ok:
         ax.legend(fontsize=8)
     _save(fig, path)
 

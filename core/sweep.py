@@ -134,6 +134,7 @@ def run_sweep(config: str, axes: Sequence[Axis], overrides: Sequence[str] = (), 
     runner = runner or run_config
     points = grid(axes, zipped)
     varied = [a.key for a in axes if len(a.values) > 1] or [axes[0].key]
+    _check_configs(config, points, overrides)
     out = Path(out_dir) if out_dir else default_out_dir(config, axes)
     out.mkdir(parents=True, exist_ok=True)
     columns = [*varied, "run", *RESULT_COLUMNS]
@@ -170,6 +171,22 @@ def run_sweep(config: str, axes: Sequence[Axis], overrides: Sequence[str] = (), 
                      f"{doc['mi_bits_per_second']:.1f} bits/s, {time.perf_counter() - t0:.1f} s")
         _write(out, rows, columns, varied, config, files)
     return SweepResult(out, rows, columns, files)
+
+
+def _check_configs(config: str, points: list[dict[str, str]], overrides: Sequence[str]) -> None:
+    """Raise the first config error when every point's config is invalid (a typo in a key, not a point
+    that fails on its own); otherwise invalid points become rows when they run."""
+    from .config import load_config
+
+    first: MinecliError | None = None
+    for point in points:
+        try:
+            load_config(config, [*overrides, *(f"{k}={v}" for k, v in point.items())])
+            return
+        except MinecliError as exc:
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 def _write(out: Path, rows: list[dict[str, Any]], columns: list[str], varied: list[str], config: str,

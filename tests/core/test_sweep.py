@@ -128,3 +128,11 @@ def test_sweep_on_the_command_line(npy_corpus, write_yaml, tmp_path):
     assert run["config"]["training"]["lr"] == 0.002
     bad = invoke("sweep", str(cfg), "training.seed")
     assert bad.exit_code != 0 and "not KEY=V1,V2" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_key_that_no_point_accepts_is_one_error_before_anything_runs(npy_corpus, write_yaml, tmp_path):
+    corpus = npy_corpus(noisy_copy)
+    cfg = write_yaml(tmp_path / "s.yaml", corpus["doc"](X, Y))
+    r = invoke("sweep", str(cfg), "pairing.lag_frame=0,1", "--out", str(tmp_path / "typo"))
+    assert r.exit_code != 0 and "unknown key 'pairing.lag_frame'" in r.stderr and "lag_frames" in r.stderr
+    assert not (tmp_path / "typo" / "pairing.lag_frame=0").exists()
