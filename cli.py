@@ -190,6 +190,57 @@ def extract(config: str, overrides: tuple[str, ...], side: str) -> None:
     click.echo(extract_config(config, list(overrides), side))
 
 
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("axes", nargs=-1, required=True)
+@click.option("--zip", "zipped", is_flag=True, help="pair the i-th values of every key instead of the cartesian product")
+@click.option("--set", "fixed", multiple=True, metavar="KEY=VALUE", help="an override for every point (repeatable)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="sweep folder (default: runs/<config>-sweep-<keys>)")
+def sweep(config: str, axes: tuple[str, ...], zipped: bool, fixed: tuple[str, ...], out_dir: str | None) -> None:
+    """Run CONFIG over a grid of values, e.g. pairing.lag_frames=-4,-2,0,2,4 x.params.n_codebooks=1,2,4.
+
+    One run folder per point; finished points are kept and skipped when the sweep runs again.
+    Writes sweep.csv, sweep.md, sweep.json and sweep.png in the sweep folder.
+    """
+    from .core.sweep import parse_axes, run_sweep
+
+    result = run_sweep(config, parse_axes(axes), list(fixed), out_dir, zipped)
+    click.echo(result.summary())
+    if not any(r["status"] == "ok" for r in result.rows):
+        raise MinecliError(f"no point of the sweep finished; the reasons are in {result.files['csv']}")
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("overrides", nargs=-1)
+@click.option("--side", type=click.Choice(["x", "y"]), default="x", show_default=True,
+              help="the multi-codebook stream")
+@click.option("--max", "max_k", type=click.IntRange(min=1), help="largest k (default: the stream's codebooks)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="folder (default: runs/<config>-depth-<side>)")
+def depth(config: str, overrides: tuple[str, ...], side: str, max_k: int | None, out_dir: str | None) -> None:
+    """MI of the first k codebooks of one side for every k, and the increment of each codebook.
+
+    One run per k (features extracted once); writes depth.csv, depth.md, depth.json and depth.png.
+    """
+    from .core.depth import run_depth
+
+    click.echo(run_depth(config, side, list(overrides), max_k, out_dir).summary())
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="folder for the report (default: runs/report)")
+@click.option("--title", default="minecli report", show_default=True, help="title of the page and chart")
+def report(run_dirs: tuple[str, ...], out_dir: str | None, title: str) -> None:
+    """Finished runs side by side: report.html (self-contained), report.png and a table.
+
+    RUN_DIRS are run folders (with results.json) or sweep/depth folders, whose tables and plots join the page.
+    """
+    from .core.html_report import write_report
+
+    click.echo(write_report(list(run_dirs), out_dir, title).summary())
+
+
 def _add_plugin_commands() -> None:
     """Let plugins add commands; each plugin separately, so one broken plugin never breaks the CLI."""
     try:

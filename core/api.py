@@ -158,6 +158,10 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
     # use the whole corpus as given.
     raw = [full] if full is not None else list(banks.values())
     entropy = entropy_report(spec_x, spec_y, full if full is not None else banks["test"])
+    if context > 1:  # an estimate over windows meets the window's ceiling, not one frame's
+        from .units import sample_units, window_ceilings
+
+        entropy = window_ceilings(entropy, sample_units(1.0, 1.0, 1.0, context, context))
     base = None
     if baseline:
         # A classical estimate trains nothing, so it may use every sample, not only the test split

@@ -59,8 +59,13 @@ class PairingConfig:
     x_repeat: int | Literal["auto"] = param("auto", help="repeat each x frame N times; 'auto' aligns by frame rate")
     y_repeat: int | Literal["auto"] = param("auto", help="repeat each y frame N times; 'auto' aligns by frame rate")
     max_length_diff: int = param(5, help="drop an utterance whose aligned lengths differ by more frames than this")
+    lag_frames: int = param(0, help="pair x at frame t with y at frame t + lag (aligned frames, may be negative; "
+                                    "the ends are trimmed): sweep it to see where information peaks")
+    lag_ms: float | None = param(None, help="the lag in milliseconds instead, rounded to aligned frames")
 
     def __post_init__(self) -> None:
+        if self.lag_ms is not None and self.lag_frames != 0:
+            raise ValueError("set pairing.lag_frames or pairing.lag_ms, not both")
         if self.segment_length < 1 or self.context_frames < 1:
             raise ValueError("segment_length and context_frames must be at least 1")
         for r in (self.x_repeat, self.y_repeat):

@@ -91,6 +91,36 @@ class Extractor(Plugin):
             raise ValueError(f"{self.name} expects audio at {expected} Hz, got {sample_rate} Hz; resample first "
                              "(the pipeline does this from spec().sample_rate)")
 
+    #: params that only choose part of what the extractor computes anyway (the first k codebooks, one
+    #: codebook): the cache holds the output of ``full()`` once, and ``select`` cuts each choice from it
+    #: at load, so sweeping them never re-extracts
+    selection_params: ClassVar[tuple[str, ...]] = ()
+
+    def full_params(self) -> Any:
+        """Params of the whole output this extractor's selection is cut from: the selection params at
+        their defaults (plugins override when their default is not 'everything', or when an output
+        cannot be selected from)."""
+        if not self.selection_params:
+            return self.params
+        import dataclasses
+
+        defaults = {f.name: f.default for f in dataclasses.fields(self.params) if f.name in self.selection_params}
+        return dataclasses.replace(self.params, **defaults)
+
+    def full(self) -> "Extractor":
+        """The extractor whose cached output holds this one's (itself when nothing is selected)."""
+        params = self.full_params()
+        if params == self.params:
+            return self
+        ext = type(self)(params)
+        if getattr(self, "_model", None) is not None:  # a model given through from_model is shared
+            ext._model = self._model  # type: ignore[attr-defined]
+        return ext
+
+    def select(self, features: "torch.Tensor") -> "torch.Tensor":
+        """Cut this extractor's output from ``full()``'s output ``[T, full width]`` (default: all of it)."""
+        return features
+
     def fingerprint(self) -> str:
         """A short hash of everything that determines the output: name, version and params."""
         blob = json.dumps({"name": self.name, "version": self.version,

@@ -65,3 +65,18 @@ def align_pair(x: torch.Tensor, y: torch.Tensor, plan: Alignment, rate_x: float,
     fast_a, slow_a = fast[:n], slow[idx]
     return (fast_a, slow_a) if x_fast else (slow_a, fast_a)
 
+
+
+def lag_in_frames(lag_frames: int, lag_ms: float | None, rate: float) -> int:
+    """The lag in aligned frames: lag_ms rounded on the aligned grid when given, else lag_frames."""
+    return int(round(lag_ms * rate / 1000.0)) if lag_ms is not None else int(lag_frames)
+
+
+def shift_pair(x: torch.Tensor, y: torch.Tensor, lag: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pair x[t] with y[t + lag] on aligned frames, trimming the frames that lose their partner."""
+    n = min(x.shape[0], y.shape[0])
+    if lag >= 0:
+        k = min(lag, n)
+        return x[: n - k], y[k:n]
+    k = min(-lag, n)
+    return x[k:n], y[: n - k]

@@ -175,8 +175,9 @@ def _extract_side(prep: Prepared, side: str, progress: bool) -> dict[str, Any]:
     """Fill the cache for one side over all splits; returns counts."""
     from .cache import FeatureStore
 
-    ext = prep.extractors[side]
-    spec = prep.specs[side]
+    # Selections (first k codebooks, one codebook) are cut at load from the full output, cached once.
+    ext = prep.extractors[side].full()
+    spec = ext.spec()
     if prep.source == "csv":
         return {"extracted": 0, "cached": 0, "source": "csv"}
     train_audio = [it.audio for it in prep.items["train"] if it.audio]
@@ -205,19 +206,22 @@ def load_side(prep: Prepared, side: str, split: str) -> list[Any]:
     ext = prep.extractors[side]
     if prep.source == "csv":
         return [ext.load_file(getattr(it, f"{side}_file")) for it in prep.items[split]]  # type: ignore[attr-defined]
-    store = FeatureStore(prep.cache_dir, ext)
-    return store.load([_cache_key(ext, it.audio) for it in prep.items[split]])  # type: ignore[arg-type]
+    full = ext.full()
+    store = FeatureStore(prep.cache_dir, full)
+    feats = store.load([_cache_key(full, it.audio) for it in prep.items[split]])  # type: ignore[arg-type]
+    return feats if full is ext else [ext.select(t) for t in feats]
 
 
 # ----------------------------------------------------------------------------- pairing
 def build_banks(prep: Prepared) -> tuple[dict[str, Any], dict[str, Any], Any]:
     """Aligned frame banks of every split, normalised with train statistics; plus pairing stats."""
     from .data import FrameBank, normalize_banks
-    from .pairing import align_pair, plan_alignment
+    from .pairing import align_pair, lag_in_frames, plan_alignment, shift_pair
 
     p = prep.cfg.pairing
     sx, sy = prep.specs["x"], prep.specs["y"]
     plan = plan_alignment(sx.frame_rate, sy.frame_rate, p.x_repeat, p.y_repeat)
+    lag = lag_in_frames(p.lag_frames, p.lag_ms, plan.rate)
     banks: dict[str, Any] = {}
     stats: dict[str, Any] = {}
     for split in SPLITS:
@@ -225,6 +229,8 @@ def build_banks(prep: Prepared) -> tuple[dict[str, Any], dict[str, Any], Any]:
         kept_x, kept_y, names, dropped = [], [], [], []
         for item, a, b in zip(prep.items[split], xs, ys):
             pair = align_pair(a, b, plan, sx.frame_rate, sy.frame_rate, p.max_length_diff)
+            if pair is not None and lag:
+                pair = shift_pair(*pair, lag)
             if pair is None or pair[0].shape[0] == 0:
                 dropped.append({"id": item.id, "x_frames": int(a.shape[0]), "y_frames": int(b.shape[0])})
                 continue
@@ -241,7 +247,8 @@ def build_banks(prep: Prepared) -> tuple[dict[str, Any], dict[str, Any], Any]:
         banks[split] = FrameBank.from_lists(kept_x, kept_y, names)
     norms = normalize_banks(banks, p.normalization)
     stats["alignment"] = {"mode": plan.mode, "x_repeat": plan.x_repeat, "y_repeat": plan.y_repeat,
-                          "rate_hz": plan.rate, "describe": plan.describe()}
+                          "rate_hz": plan.rate, "describe": plan.describe(), "lag_frames": lag,
+                          "lag_ms": lag * 1000.0 / plan.rate}
     stats["normalization"] = {k: v.state() for k, v in norms.items()}
     return banks, stats, plan
 
@@ -257,7 +264,10 @@ def validate_config(config: str | os.PathLike[str], overrides: list[str] | None 
 
     p = prep.cfg.pairing
     plan = plan_alignment(prep.specs["x"].frame_rate, prep.specs["y"].frame_rate, p.x_repeat, p.y_repeat)
-    lines.append(f"  pairing: {plan.describe()}")
+    from .pairing import lag_in_frames
+
+    lag = lag_in_frames(p.lag_frames, p.lag_ms, plan.rate)
+    lines.append(f"  pairing: {plan.describe()}" + (f"; y shifted by {lag:+d} frames (x[t] with y[t{lag:+d}])" if lag else ""))
     lines.append("  splits: " + ", ".join(f"{s} {len(prep.items[s])} files" for s in SPLITS))
     lines.append(f"  estimator: {prep.cfg.estimator.name}; cache: {prep.cache_dir}")
     from .reference import reference_kind
@@ -290,6 +300,7 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
     from .api import classical_baseline
     from .report import write_results
     from .trainer import Trainer, entropy_report, result_warnings
+    from .units import plan_units, window_ceilings
 
     t0 = time.perf_counter()
     prep = prepare(config, overrides)
@@ -316,7 +327,8 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
     trainer.fit()
     t_train = time.perf_counter() - t1
     final = trainer.estimate()
-    entropy = entropy_report(prep.specs["x"], prep.specs["y"], banks["test"])
+    units = plan_units(plan, prep.specs["x"].frame_rate, prep.specs["y"].frame_rate, cx, cy)
+    entropy = window_ceilings(entropy_report(prep.specs["x"], prep.specs["y"], banks["test"]), units)
     baseline = classical_baseline(banks["test"], prep.specs["x"], prep.specs["y"])
     warns = result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"], trainer.estimator,
                             cfg.estimator.eval_negatives)
@@ -329,9 +341,10 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
         "ci95_bits": [v / 0.6931471805599453 for v in final["ci95_nats"]],
         "ci_method": final["ci_method"],
         "p_value_no_dependence": final["p_value"],
-        "mi_nats_per_second": final["mi_nats"] * plan.rate,
-        "mi_bits_per_second": final["mi_nats"] * plan.rate / 0.6931471805599453,
+        "mi_nats_per_second": final["mi_nats"] * units.samples_per_second,
+        "mi_bits_per_second": units.to_dict(final["mi_nats"])["mi_bits_per_second"],
         "aligned_frame_rate_hz": plan.rate,
+        "units": units.to_dict(final["mi_nats"]),
         "estimator": cfg.estimator.name,
         "lower_bound": bool(trainer.estimator.lower_bound),
         "critic": trainer.describe_critic(),

@@ -17,11 +17,10 @@ def summary_text(doc: dict[str, Any]) -> str:
 
         return f"{s['extractor']} ({StreamSpec.from_dict(s['spec']).describe()})"
 
-    lines = [
-        f"I(X;Y) = {doc['mi_nats']:.4f} nats/frame  ({doc['mi_bits']:.4f} bits)   95% CI [{lo:.4f}, {hi:.4f}] nats",
-        f"       = {doc['mi_bits_per_second']:.1f} bits/s at the aligned {doc['aligned_frame_rate_hz']:g} Hz frame rate",
+    lines = [*_units_lines(doc, lo, hi),
         f"  x: {stream(sx)}",
         f"  y: {stream(sy)}",
+        *_lag_lines(doc),
         f"  estimator: {doc['estimator']} ({'lower bound' if doc['lower_bound'] else 'not a strict bound'}), "
         f"test frames {doc['frames']['test']}, CI by {doc['ci_method']}",
     ]
@@ -30,8 +29,10 @@ def summary_text(doc: dict[str, Any]) -> str:
     if doc.get("p_value_no_dependence") is not None:
         lines.append(f"  p-value of no dependence (shuffled pairings): {doc['p_value_no_dependence']:.3g}")
     for side, ent in (doc.get("entropy") or {}).items():
-        lines.append(f"  H({side.upper()}) plug-in on test {ent['plugin_entropy_nats']:.3f} nats; "
-                     f"log(vocab) {ent['log_vocab_nats']:.3f} nats")
+        k = ent.get("source_frames_per_sample", 1)
+        window = (f"; ceiling of a {k}-frame window {ent['ceiling_nats']:.3f} nats ({k} x H)" if k > 1 else "")
+        lines.append(f"  H({side.upper()}) plug-in on test {ent['plugin_entropy_nats']:.3f} nats/frame; "
+                     f"log(vocab) {ent['log_vocab_nats']:.3f} nats{window}")
     base = doc.get("baseline")
     if base and base.get("method"):
         lines.append(f"  classical baseline ({base['method']}): {base['mi_nats']:.4f} nats"
@@ -49,6 +50,38 @@ def summary_text(doc: dict[str, Any]) -> str:
     for w in doc.get("warnings") or []:
         lines.append(f"  WARNING: {w}")
     return "\n".join(lines)
+
+
+def _units_lines(doc: dict[str, Any], lo: float, hi: float) -> list[str]:
+    """The estimate in nats and bits per sample and in bits per second, saying what a sample is."""
+    u = doc.get("units")
+    if not u:  # results written before units were recorded
+        return [f"I(X;Y) = {doc['mi_nats']:.4f} nats/frame  ({doc['mi_bits']:.4f} bits)   95% CI [{lo:.4f}, {hi:.4f}] nats",
+                f"       = {doc['mi_bits_per_second']:.1f} bits/s at the aligned {doc['aligned_frame_rate_hz']:g} Hz frame rate"]
+    cx, cy = u["context_frames"]["x"], u["context_frames"]["y"]
+    per = "frame" if (cx, cy) == (1, 1) else "window"
+    rx, ry = u["repeat"]["x"], u["repeat"]["y"]
+    why = []
+    if (cx, cy) != (1, 1):
+        why.append(f"context x {cx}, y {cy} frames")
+    if rx > 1 or ry > 1:
+        why.append(f"repeats x {rx:g}, y {ry:g}")
+    stride = f"one per {u['stride_frames']:g} aligned frames ({'; '.join(why)})" if why else "one per aligned frame"
+    return [
+        f"I(X;Y) = {doc['mi_nats']:.4f} nats/{per}  ({doc['mi_bits']:.4f} bits/{per})   95% CI [{lo:.4f}, {hi:.4f}] nats",
+        f"       = {doc['mi_bits_per_second']:.1f} bits/s of audio: bits per {per} x {u['samples_per_second']:g} "
+        f"non-overlapping {per}s/s, {stride}, aligned at {u['aligned_frame_rate_hz']:g} Hz",
+        f"  a {per}: {u['sample']}",
+    ]
+
+
+def _lag_lines(doc: dict[str, Any]) -> list[str]:
+    """The pairing lag, when there is one."""
+    align = (doc.get("pairing") or {}).get("alignment") or {}
+    lag = align.get("lag_frames") or 0
+    if not lag:
+        return []
+    return [f"  lag: x[t] paired with y[t{lag:+d}] ({align['lag_ms']:+g} ms), ends trimmed"]
 
 
 def plot_curves(path: Path, history: list[dict[str, float]], final: float | None = None,

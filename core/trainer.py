@@ -828,9 +828,14 @@ def result_warnings(mi: float, ci: tuple[float, float], entropy: dict[str, Any],
                     estimator: Estimator, n_negatives: int) -> list[str]:
     """Warnings a researcher should see before quoting the number."""
     out = []
-    ents = [v["plugin_entropy_nats"] for v in entropy.values()]
+    # A context window's ceiling is its distinct frames times H(frame), when the caller gave it:
+    # comparing a window's MI with one frame's entropy would warn of a ceiling that is not there.
+    ents = [v.get("ceiling_nats", v["plugin_entropy_nats"]) for v in entropy.values()]
+    windows = any(v.get("source_frames_per_sample", 1) > 1 for v in entropy.values())
     if ents and mi >= 0.9 * min(ents):
-        out.append(f"the estimate {mi:.3f} nats is near min(H(X), H(Y)) = {min(ents):.3f} nats (plug-in entropy of "
+        what = ("min(H(X window), H(Y window)) <= distinct frames x plug-in H(frame)" if windows
+                else "min(H(X), H(Y))")
+        out.append(f"the estimate {mi:.3f} nats is near {what} = {min(ents):.3f} nats (plug-in entropy of "
                    "the test split): the true MI may be higher than a bound this close to the ceiling can show")
     if n_marginal > 1 and mi >= 0.8 * math.log(n_marginal):
         out.append(f"the estimate is near log(marginal samples) = {math.log(n_marginal):.2f} nats, about what a "

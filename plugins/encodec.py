@@ -131,6 +131,23 @@ class Encodec(ModelExtractor):
         return StreamSpec("float", info.frame_rate, dim=LATENT_DIM, sample_rate=info.sample_rate,
                           channels=info.channels)
 
+    # Residual VQ is greedy: fewer codebooks (a lower bandwidth, the first k, one of them) are columns
+    # of the codes at the highest bandwidth, so every choice is cut from one cached extraction.
+    selection_params = ("bandwidth", "n_codebooks", "codebook")
+
+    def full_params(self) -> EncodecParams:
+        """Codes at the model's highest bandwidth; quantized and latent outputs are not cut from codes."""
+        p = self.params
+        if p.output != "codes":
+            return p
+        from dataclasses import replace
+
+        return replace(p, bandwidth=max(MODELS[p.model].bandwidths), n_codebooks=None, codebook=None)
+
+    def select(self, features: "torch.Tensor") -> "torch.Tensor":
+        """The selected codebooks' columns of the full codes."""
+        return features[:, self.params.selected] if self.params.output == "codes" else features
+
     def weights_url(self) -> str:
         """Where the pretrained state dict of the chosen model is published."""
         return _ROOT_URL + MODELS[self.params.model].checkpoint

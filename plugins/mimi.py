@@ -71,6 +71,20 @@ class Mimi(ModelExtractor):
     #: still pads and batches when asked (e.g. on a GPU)
     batch_size = 1
 
+    # Split RVQ is greedy: the first k codebooks are the first k columns of all 32, so every k is cut
+    # from one cached extraction.
+    selection_params = ("n_codebooks",)
+
+    def full_params(self) -> MimiParams:
+        """All 32 codebooks for codes; quantized and latent outputs are not cut from codes."""
+        from dataclasses import replace
+
+        return replace(self.params, n_codebooks=MAX_CODEBOOKS) if self.params.output == "codes" else self.params
+
+    def select(self, features: Any) -> Any:
+        """The first n_codebooks columns of the full codes."""
+        return features[:, : self.params.n_codebooks] if self.params.output == "codes" else features
+
     def spec(self) -> StreamSpec:
         p = self.params
         if p.output == "codes":

@@ -14,7 +14,11 @@ class PrecomputedParams:
     kind: Literal["float", "index"] = param("float", help="float frames [T, dim] or token ids [T] / [T, n_codebooks]")
     dim: int | None = param(None, help="feature width of a float stream (required for float)")
     vocab_size: int | None = param(None, help="vocabulary size of an index stream (required for index)")
-    n_codebooks: int = param(1, help="parallel codebooks of an index stream")
+    n_codebooks: int = param(1, help="parallel codebooks of an index stream: the first k columns of the files")
+    codebook: int | None = param(None, help="one column (0-based) of the files instead of the first n_codebooks")
+    file_codebooks: int | None = param(None, help="columns of the index files when they hold more than the "
+                                                  "codebooks used (default: n_codebooks); the files are cached "
+                                                  "once and each selection is cut from them")
     frame_rate: float = param(100.0, help="frames per second of the stored features")
     dir: str | None = param(None, help="folder of <audio stem><suffix> files (not needed with CSV input)")
     suffix: str = param(".npy", help="file name ending of the feature files")
@@ -25,6 +29,27 @@ class PrecomputedParams:
             raise ValueError("a float precomputed stream needs params.dim (the feature width)")
         if self.kind == "index" and not self.vocab_size:
             raise ValueError("an index precomputed stream needs params.vocab_size")
+        if self.kind == "float" and (self.codebook is not None or self.file_codebooks is not None):
+            raise ValueError("codebook and file_codebooks select columns of index files; a float stream uses dim")
+        if self.n_codebooks < 1:
+            raise ValueError(f"n_codebooks must be at least 1, not {self.n_codebooks}")
+        stored = self.file_codebooks if self.file_codebooks is not None else self.n_codebooks
+        if self.file_codebooks is not None and not self.n_codebooks <= self.file_codebooks:
+            raise ValueError(f"n_codebooks {self.n_codebooks} is more than the file_codebooks {self.file_codebooks} "
+                             "columns of the files")
+        if self.codebook is not None and not 0 <= self.codebook < stored:
+            raise ValueError(f"codebook must be between 0 and {stored - 1} (the files' columns; set "
+                             f"file_codebooks), not {self.codebook}")
+
+    @property
+    def selected(self) -> list[int]:
+        """Columns of the files that make up the stream."""
+        return [self.codebook] if self.codebook is not None else list(range(self.n_codebooks))
+
+    @property
+    def stored(self) -> int:
+        """Columns of the index files."""
+        return self.file_codebooks if self.file_codebooks is not None else self.n_codebooks
 
 
 class Precomputed(Extractor):
@@ -37,11 +62,27 @@ class Precomputed(Extractor):
     reads_audio = False
     batch_size = 64
 
+    selection_params = ("n_codebooks", "codebook")
+
+    def full_params(self) -> PrecomputedParams:
+        """Every column of the index files; the stream's columns are cut from them at load."""
+        from dataclasses import replace
+
+        p = self.params
+        if p.kind != "index":
+            return p
+        # file_codebooks is dropped so that every way of asking for all the columns is one cache entry
+        return replace(p, n_codebooks=p.stored, codebook=None, file_codebooks=None)
+
+    def select(self, features: Any) -> Any:
+        """The selected columns of the full stream."""
+        return features[:, self.params.selected] if self.params.kind == "index" else features
+
     def spec(self) -> StreamSpec:
         p = self.params
         if p.kind == "float":
             return StreamSpec("float", p.frame_rate, dim=p.dim)
-        return StreamSpec("index", p.frame_rate, vocab_size=p.vocab_size, n_codebooks=p.n_codebooks)
+        return StreamSpec("index", p.frame_rate, vocab_size=p.vocab_size, n_codebooks=len(p.selected))
 
     def feature_path(self, path: str) -> str:
         """The feature file for an audio path (or the path itself when it already is a feature file)."""
@@ -67,10 +108,13 @@ class Precomputed(Extractor):
         if arr.ndim == 1:
             arr = arr[:, None]
         p = self.params
-        width = p.dim if p.kind == "float" else p.n_codebooks
+        width = p.dim if p.kind == "float" else p.stored
         if arr.ndim != 2 or arr.shape[1] != width:
+            key = "dim" if p.kind == "float" else "file_codebooks (or n_codebooks)"
             raise MinecliError(f"precomputed: {feature_path} has shape {arr.shape}, expected [T, {width}] "
-                               f"(set params.{'dim' if p.kind == 'float' else 'n_codebooks'}, or transpose: true)")
+                               f"(set params.{key} to the files' width, or transpose: true)")
+        if p.kind == "index" and p.selected != list(range(width)):
+            arr = arr[:, p.selected]
         if p.kind == "index":
             if np.issubdtype(arr.dtype, np.floating):
                 if not np.all(np.equal(np.mod(arr, 1), 0)):

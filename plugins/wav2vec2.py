@@ -84,8 +84,12 @@ class Wav2Vec2Params:
     output: Output = param("hidden", help="hidden: one layer's hidden states (float); codes: wav2vec 2.0 quantizer "
                            "indices, one column per group (index, [T, 2] x 320); joint_code: the groups combined into "
                            "one index (320*320); codes need a Hugging Face pretraining checkpoint")
-    layer: int = param(-1, help="transformer layer whose output is the stream: 1..N, or counted from the end "
-                       "(-1 is the last)")
+    layer: int | Literal["all"] = param(-1, help="transformer layer whose output is the stream: 1..N, or counted "
+                                        "from the end (-1 is the last); 'all': every layer side by side, "
+                                        "[T, N x dim], layer 1 first")
+    cache_all_layers: bool = param(False, help="cache every layer's hidden states once (N times the cache of one "
+                                   "layer) and cut the chosen layer at load, so that changing layer never "
+                                   "extracts again")
     checkpoint: str | None = param(None, help="local weights instead of a download: the bundle's .pth file for "
                                    "torchaudio, or a directory with config.json and the weights for Hugging Face")
     cache_dir: str | None = param(None, help="where downloads are cached (null: the library's default, "
@@ -99,7 +103,13 @@ class Wav2Vec2Params:
     def __post_init__(self) -> None:
         if not self.model.strip():
             raise ValueError("model must name a torchaudio bundle or a Hugging Face model id")
-        if self.layer == 0:
+        if self.cache_all_layers and self.output != "hidden":
+            raise ValueError("cache_all_layers keeps hidden states; it does not apply to output "
+                             f"{self.output!r}")
+        if self.layer == "all":
+            if self.output != "hidden":
+                raise ValueError(f"layer 'all' gives hidden states; it does not apply to output {self.output!r}")
+        elif self.layer == 0:
             raise ValueError("layer counts transformer layers from 1 (or from the end with -1, -2, ...); 0 is "
                              "not a layer")
         backend = self.resolved_backend
@@ -107,7 +117,7 @@ class Wav2Vec2Params:
             names = ", ".join(sorted(TORCHAUDIO_BUNDLES))
             raise ValueError(f"unknown torchaudio bundle {self.model!r}; choose one of {names}, or give a Hugging "
                              "Face id such as facebook/wav2vec2-base")
-        if backend == "torchaudio" and self.layer > TORCHAUDIO_BUNDLES[self.model.upper()][1]:
+        if backend == "torchaudio" and self.layer != "all" and self.layer > TORCHAUDIO_BUNDLES[self.model.upper()][1]:
             raise ValueError(f"{self.model} has {TORCHAUDIO_BUNDLES[self.model.upper()][1]} layers; layer "
                              f"{self.layer} does not exist")
         if self.output != "hidden" and backend != "hf":
@@ -188,11 +198,46 @@ class Wav2Vec2(Extractor):
         raise ValueError(f"cannot tell the width of {p.model!r} without its config.json; set dim (e.g. 768 for a "
                          "base model, 1024 for a large one) or point checkpoint at a local copy")
 
+    # Every layer comes out of one forward pass: with cache_all_layers, the cache holds all of them once
+    # and a layer sweep cuts each from it (at N times the cache of one layer, hence opt-in).
+    selection_params = ("layer",)
+
+    def full_params(self) -> Wav2Vec2Params:
+        """All layers when cache_all_layers is set; otherwise the extractor's own params."""
+        from dataclasses import replace
+
+        p = self.params
+        return replace(p, layer="all") if p.cache_all_layers and p.output == "hidden" else p
+
+    def select(self, features: Any) -> Any:
+        """The chosen layer's columns of the all-layers stream."""
+        p = self.params
+        if p.layer == "all" or not p.cache_all_layers or p.output != "hidden":
+            return features
+        width = self._width()
+        n = features.shape[1] // width
+        k = p.layer if p.layer > 0 else n + 1 + p.layer
+        if not 1 <= k <= n:
+            raise MinecliError(f"wav2vec2: layer {p.layer} does not exist; the cached {p.model} has {n} layers")
+        return features[:, (k - 1) * width: k * width]
+
+    def _declared_layers(self) -> int:
+        """Transformer layers of the model, known without loading it (layer 'all' sizes its stream by it)."""
+        p = self.params
+        if self._backend == "torchaudio":
+            return TORCHAUDIO_BUNDLES[p.model.upper()][1]
+        config = _hf_cached_config(p)
+        if config and isinstance(config.get("num_hidden_layers"), int):
+            return int(config["num_hidden_layers"])
+        raise ValueError(f"cannot tell how many layers {p.model!r} has without its config.json; point checkpoint at "
+                         "a local copy, or choose one layer")
+
     def spec(self) -> StreamSpec:
         """Float [T, dim] hidden states, or int64 codes, at 50 Hz from 16 kHz audio."""
         p = self.params
         if p.output == "hidden":
-            return StreamSpec("float", FRAME_RATE, dim=self._width(), sample_rate=SAMPLE_RATE)
+            layers = self._declared_layers() if p.layer == "all" else 1
+            return StreamSpec("float", FRAME_RATE, dim=self._width() * layers, sample_rate=SAMPLE_RATE)
         config = _hf_cached_config(p) or {}
         groups = int(config.get("num_codevector_groups", 2))
         entries = int(config.get("num_codevectors_per_group", 320))
@@ -329,7 +374,10 @@ class Wav2Vec2(Extractor):
     def _check_model(self) -> None:
         p = self.params
         n = self._n_layers()
-        if not (1 <= p.layer <= n or -n <= p.layer <= -1):
+        if p.layer == "all" and n != self._declared_layers():
+            raise MinecliError(f"wav2vec2: {p.model} has {n} transformer layers, not the {self._declared_layers()} "
+                               "its name declares; layer 'all' needs the real model")
+        if p.layer != "all" and not (1 <= p.layer <= n or -n <= p.layer <= -1):
             raise MinecliError(f"wav2vec2: layer {p.layer} does not exist; {p.model} has {n} transformer layers "
                                f"(use 1..{n} or -1..-{n})")
         if p.output == "hidden":
@@ -337,9 +385,9 @@ class Wav2Vec2(Extractor):
                 width = self._model.encoder.feature_projection.projection.out_features
             else:
                 width = int(self._model.config.hidden_size)
-            if width != self.spec().dim:
+            if width != self._width():
                 raise MinecliError(f"wav2vec2: {p.model} has {width}-d hidden states but the stream was declared "
-                                   f"{self.spec().dim}-d; set dim: {width}")
+                                   f"{self._width()}-d; set dim: {width}")
         else:
             quantizer = getattr(self._model, "quantizer", None)
             if quantizer is None:
@@ -356,6 +404,8 @@ class Wav2Vec2(Extractor):
     # ------------------------------------------------------------------ extraction
     def _layer_number(self) -> int:
         n = self._n_layers()
+        if self.params.layer == "all":
+            return n
         return self.params.layer if self.params.layer > 0 else n + 1 + self.params.layer
 
     def _forward(self, x: Any, lengths: Any | None) -> tuple[Any, Any | None]:
@@ -366,7 +416,7 @@ class Wav2Vec2(Extractor):
         k = self._layer_number()
         if self._backend == "torchaudio":
             feats, out_lengths = self._model.extract_features(x, lengths, num_layers=k)
-            return feats[-1], out_lengths
+            return (torch.cat(feats, dim=-1) if p.layer == "all" else feats[-1]), out_lengths
         core = self._core()
         mask = None
         if lengths is not None:
@@ -376,6 +426,8 @@ class Wav2Vec2(Extractor):
             out_lengths = core._get_feat_extract_output_lengths(lengths)
         if p.output == "hidden":
             out = core(x, attention_mask=mask, output_hidden_states=True)
+            if p.layer == "all":
+                return torch.cat(out.hidden_states[1:], dim=-1), out_lengths
             return out.hidden_states[k], out_lengths
         # The quantizer picks, per group, the codevector with the largest logit (its eval-mode path).
         features = core.feature_extractor(x).transpose(1, 2)

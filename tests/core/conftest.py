@@ -91,3 +91,51 @@ def run_config_file(audio_dataset, tmp_path):
         return write_yaml(tmp_path / name, run_doc(audio_dataset, tmp_path, **sections))
 
     return _make
+
+
+# ----------------------------------------------------------------------------- synthetic .npy corpora
+@pytest.fixture
+def npy_corpus(tmp_path):
+    """``make(pair, counts)``: per-utterance x and y ``.npy`` files found by stem, with filelists of
+    placeholder audio files (the ``precomputed`` extractor never reads audio).
+
+    ``pair(rng, split, index)`` returns the (x, y) arrays of one utterance. Returns the config
+    document of a small, fast run over them: ``doc(x_params, y_params, **sections)``.
+    """
+
+    def _make(pair, counts=(("train", 8), ("valid", 3), ("test", 3)), name: str = "corpus", seed: int = 0):
+        root = tmp_path / name
+        for sub in ("audio", "x", "y"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(seed)
+        lists = {}
+        for split, count in counts:
+            names = []
+            for i in range(count):
+                uid = f"{split}{i:02d}"
+                x, y = pair(rng, split, i)
+                np.save(root / "x" / f"{uid}.npy", x)
+                np.save(root / "y" / f"{uid}.npy", y)
+                (root / "audio" / f"{uid}.wav").write_bytes(b"")
+                names.append(f"{uid}.wav")
+            lists[split] = root / "audio" / f"filelist.{split}"
+            lists[split].write_text("".join(n + "\n" for n in names))
+
+        def doc(x_params: dict[str, Any], y_params: dict[str, Any], **sections: dict[str, Any]) -> dict[str, Any]:
+            d: dict[str, Any] = {
+                "data": {s: str(p) for s, p in lists.items()} | {"cache_dir": str(tmp_path / "cache")},
+                "x": {"extractor": "precomputed", "params": {"dir": str(root / "x")} | x_params},
+                "y": {"extractor": "precomputed", "params": {"dir": str(root / "y")} | y_params},
+                "critic": {"hidden_dims": [32]},
+                "estimator": {"n_negatives": 4, "eval_negatives": 16},
+                "training": {"steps": 60, "batch_size": 128, "validate_every": 20, "bootstrap": 20,
+                             "null_permutations": 0, "progress": False, "threads": 1, "device": "cpu"},
+                "output": {"dir": str(tmp_path / "out"), "save_every": None},
+            }
+            for section, values in sections.items():
+                d.setdefault(section, {}).update(values)
+            return d
+
+        return {"root": root, "lists": lists, "doc": doc}
+
+    return _make

@@ -383,7 +383,8 @@ def check_results(doc: dict, out: Path, expect_frames: dict[str, int]) -> None:
     assert lo <= doc["mi_nats"] <= hi
     assert doc["mi_bits"] == pytest.approx(doc["mi_nats"] / LN2)
     assert doc["ci95_bits"] == pytest.approx([lo / LN2, hi / LN2])
-    assert doc["mi_nats_per_second"] == pytest.approx(doc["mi_nats"] * doc["aligned_frame_rate_hz"])
+    # per second: counted once per sample that shares no source frame with the last (not per aligned frame)
+    assert doc["mi_nats_per_second"] == pytest.approx(doc["mi_nats"] * doc["units"]["samples_per_second"])
     assert doc["frames"] == expect_frames
     assert doc["pairs_dropped"] == {"train": 0, "valid": 0, "test": 0}
     assert doc["time_seconds"]["total"] >= doc["time_seconds"]["training"] > 0
@@ -415,6 +416,7 @@ def test_run_writes_results_with_sane_numbers(run_config_file, audio_dataset, tm
     check_results(doc, out, expect)
     assert doc["aligned_frame_rate_hz"] == 100.0
     assert doc["pairing"]["alignment"]["y_repeat"] == 2
+    assert doc["units"]["samples_per_second"] == 50.0  # y's 50 Hz frames are repeated x2, not new
     assert doc["extraction"]["x"]["extracted"] == 9 and doc["extraction"]["y"]["extracted"] == 9
     assert doc["training"]["steps_run"] == 20
     assert doc["reference"]["kind"] == "gaussian"  # mel against complex_spec: two float streams

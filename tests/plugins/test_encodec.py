@@ -112,6 +112,20 @@ def test_codes_vary_and_selections_agree(model24):
     assert torch.equal(_ext(model24, bandwidth=12.0, codebook=7)(wave, 24000), full[:, 7:8])
 
 
+def test_every_selection_of_codes_is_cut_from_one_full_extraction(model24):
+    wave = _signal(1.0, 24000, seed=4)
+    full_ext = _ext(model24, bandwidth=24.0)
+    full = full_ext(wave, 24000)
+    for params in ({}, {"bandwidth": 1.5}, {"bandwidth": 12.0, "n_codebooks": 3}, {"bandwidth": 6.0, "codebook": 5}):
+        ext = _ext(model24, **params)
+        source = ext.full()
+        # one cache folder for every selection: the full extractor's fingerprint does not depend on it
+        assert source.fingerprint() == full_ext.fingerprint() and source.spec().n_codebooks == 32
+        assert torch.equal(ext.select(full), ext(wave, 24000)), params
+    # quantized and latent outputs are not cut from codes: they are their own cache entries
+    assert _ext(model24, output="quantized", n_codebooks=2).full().params.n_codebooks == 2
+
+
 def test_quantized_is_the_sum_of_codebook_vectors(model24):
     wave = _signal(1.5, 24000, seed=4)
     codes = _ext(model24, bandwidth=6.0, n_codebooks=3)(wave, 24000)

@@ -96,6 +96,17 @@ def test_codes_vary_and_prefixes_agree(slim):
     assert torch.equal(_ext(slim, n_codebooks=1)(wave, 24000), full[:, :1])
 
 
+def test_every_n_codebooks_is_cut_from_one_full_extraction(slim):
+    wave = _signal(2.0, seed=7)
+    full = _ext(slim, n_codebooks=32)
+    codes = full(wave, 24000)
+    for k in (1, 8, 31):
+        ext = _ext(slim, n_codebooks=k)
+        assert ext.full().fingerprint() == full.fingerprint()
+        assert torch.equal(ext.select(codes), ext(wave, 24000))
+    assert _ext(slim, output="quantized", n_codebooks=4).full().params.n_codebooks == 4
+
+
 def test_semantic_code_is_nearest_to_the_latent(slim):
     wave = _signal(2.0, seed=6)
     latent = _ext(slim, output="latent")(wave, 24000)

@@ -77,6 +77,24 @@ def test_base_architecture_with_random_weights(chirp):
     assert torch.allclose(out, layers[3][0], atol=1e-5) and not torch.allclose(out, layers[-1][0], atol=1e-3)
 
 
+def test_every_layer_is_cut_from_one_cached_extraction(chirp):
+    from torchaudio import models
+
+    net = models.wav2vec2_base()
+    wave = _speech_like(1.0, chirp)
+    full = _extractor(net, model="WAV2VEC2_BASE", layer=4, cache_all_layers=True).full()
+    assert full.params.layer == "all" and full.spec().dim == 12 * 768
+    everything = full(wave, SR)
+    _check_against_spec(full, everything, 1.0)
+    for layer in (1, 4, -1):
+        ext = _extractor(net, model="WAV2VEC2_BASE", layer=layer, cache_all_layers=True)
+        assert ext.full().fingerprint() == full.fingerprint()
+        assert torch.allclose(ext.select(everything), ext(wave, SR), atol=1e-5), layer
+    # without the opt-in, each layer is its own cache entry
+    plain = _extractor(net, model="WAV2VEC2_BASE", layer=4)
+    assert plain.full() is plain and plain.spec().dim == 768
+
+
 @pytest.mark.parametrize("mode, wavlm", [("group_norm", False), ("layer_norm", False), ("group_norm", True)])
 def test_batches_equal_single_utterances(mode, wavlm, chirp):
     ext = _extractor(_tiny_torchaudio(mode, wavlm), model="WAVLM_BASE" if wavlm else "WAV2VEC2_LARGE_LV60K",
@@ -160,6 +178,18 @@ def test_hf_hidden_states_and_batches(chirp):
         x = (waves[0] - waves[0].mean()) / torch.sqrt(waves[0].var(unbiased=False) + 1e-7)
         hidden = model.wav2vec2(x, output_hidden_states=True).hidden_states
     assert torch.allclose(singles[0], hidden[1][0], atol=1e-5)
+
+
+def test_hf_every_layer_is_cut_from_one_cached_extraction(tmp_path, chirp):
+    model = _tiny_hf(layer_norm=True)
+    (tmp_path / "config.json").write_text(model.config.to_json_string())  # sizes the stream without loading
+    wave = _speech_like(0.8, chirp)
+    full = _extractor(model, model="tiny", backend="hf", checkpoint=str(tmp_path), layer=2, cache_all_layers=True).full()
+    assert full.spec().dim == 2 * 32
+    everything = full(wave, SR)
+    for layer in (1, 2, -2):
+        ext = _extractor(model, model="tiny", backend="hf", checkpoint=str(tmp_path), layer=layer, cache_all_layers=True)
+        assert torch.allclose(ext.select(everything), ext(wave, SR), atol=1e-5), layer
 
 
 @pytest.mark.parametrize("output", ["codes", "joint_code"])
