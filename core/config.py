@@ -37,6 +37,10 @@ class DataConfig:
     features_dir: str | None = param(None, help="folder that relative feature paths in the CSVs are relative to")
     max_files: int | None = param(None, help="use only the first N files of each split (quick trials)")
 
+    def __post_init__(self) -> None:
+        if self.max_files is not None and self.max_files < 1:
+            raise ValueError(f"data.max_files must be a positive number of files (or null for all), not {self.max_files}")
+
 
 @dataclass(frozen=True)
 class StreamConfig:

@@ -16,6 +16,7 @@ import yaml
 from .._version import __version__
 from .config import RunConfig, StreamConfig, default_cache_dir, load_config
 from .errors import MinecliError
+from .inputs import check_distinct_inputs
 from .interfaces import Extractor
 from .io import write_text
 from .registry import get_extractor_class
@@ -135,6 +136,7 @@ def prepare(config: str | os.PathLike[str], overrides: list[str] | None = None) 
     else:
         for split in SPLITS:
             items[split] = read_filelist(getattr(d, split), d.root, d.max_files)
+        check_distinct_inputs(extractors, items)
     cache = Path(d.cache_dir or default_cache_dir())
     return Prepared(cfg, doc, notes, extractors, specs, items, cache, source)
 

@@ -129,6 +129,11 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, not {self.lr}")
         if self.steps is None and self.epochs is None:
             raise ValueError("set training.steps or training.epochs")
+        # Zero steps would report the untrained critic's ~0 as "no dependence".
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"training.steps must be at least 1, not {self.steps}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ValueError(f"training.epochs must be positive, not {self.epochs}")
 
 
 @dataclass
