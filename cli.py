@@ -164,7 +164,9 @@ def run(config: str, overrides: tuple[str, ...], as_json: bool) -> None:
 
     result = run_config(config, list(overrides))
     if as_json:
-        click.echo(json.dumps(result.document, indent=2, default=str))
+        from .core.io import dumps_strict
+
+        click.echo(dumps_strict(result.document, indent=2))
     else:
         click.echo(result.summary)
 

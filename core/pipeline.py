@@ -1,6 +1,7 @@
 """``minecli run``: filelists -> cached extraction -> pairing -> training -> held-out estimate -> results."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import platform
@@ -19,8 +20,10 @@ from .errors import MinecliError
 from .inputs import check_distinct_inputs
 from .interfaces import Extractor
 from .io import write_text
+from .outdir import claim_output_dir
 from .registry import get_extractor_class
 from .spec import StreamSpec
+from .verdict import flag_non_finite, require_finite, result_suspicions
 
 SPLITS = ("train", "valid", "test")
 
@@ -289,6 +292,12 @@ def extract_config(config: str | os.PathLike[str], overrides: list[str] | None =
 
 def run_config(config: str | os.PathLike[str], overrides: list[str] | None = None) -> RunResult:
     """The whole job: extraction, pairing, training, held-out estimate, results on disk."""
+    with contextlib.ExitStack() as stack:
+        return _run_config(config, overrides, stack)
+
+
+def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, stack: contextlib.ExitStack) -> RunResult:
+    """run_config with the output folder held (locked) until `stack` closes."""
     from .api import classical_baseline
     from .report import write_results
     from .trainer import Trainer, entropy_report, result_warnings
@@ -297,7 +306,7 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
     prep = prepare(config, overrides)
     cfg = prep.cfg
     out_dir = Path(cfg.output.dir or os.path.join("runs", config_name(config)))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(out_dir, stack)
     write_text(out_dir / "config.resolved.yaml", yaml.safe_dump(prep.doc, sort_keys=False))
     for note in prep.notes:
         print(f"minecli: note: {note}", file=sys.stderr)
@@ -322,6 +331,8 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
     baseline = classical_baseline(banks["test"], prep.specs["x"], prep.specs["y"])
     warns = result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"], trainer.estimator,
                             cfg.estimator.eval_negatives)
+    warns += result_suspicions(final["mi_nats"], final["ci95_nats"], final["ci_method"], trainer.best_value,
+                               trainer.history)
     doc = {
         "minecli_version": __version__,
         "config_file": str(config),
@@ -355,7 +366,9 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
         "versions": _versions(),
         "config": prep.doc,
     }
+    flag_non_finite(doc)
     summary = write_results(out_dir, doc)
+    require_finite(doc, out_dir)
     return RunResult(doc, summary, out_dir)
 
 
