@@ -20,6 +20,12 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except MinecliError as exc:
             raise click.ClickException(str(exc)) from None
+        except SystemExit as exc:
+            # click itself exits through its own exceptions, so a SystemExit here came from plugin code.
+            from .core.exits import exit_message
+
+            click.echo(f"Error: {exit_message(exc)}", err=True)
+            sys.exit(exc.code if isinstance(exc.code, int) and exc.code not in (0, None) else 1)
         except KeyboardInterrupt:
             click.echo("Interrupted; finished work is kept and the next run resumes from it.", err=True)
             sys.exit(130)

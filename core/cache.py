@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from .errors import MinecliError
 from .interfaces import Extractor
-from .io import atomic_write, write_json
+from .io import atomic_write, write_error, write_json
 from .params import params_to_dict
 
 
@@ -68,7 +68,10 @@ class FeatureStore:
     def _write_shard(self, items: dict[str, torch.Tensor]) -> None:
         if not items:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(self.dir, exc) from None
         meta_path = self.dir / "extractor.json"
         if not meta_path.exists():
             write_json(meta_path, {"name": self.extractor.name, "version": self.extractor.version,
@@ -110,6 +113,9 @@ class FeatureStore:
                     outs = ext.extract_batch(waves, spec.sample_rate or 0, list(chunk_paths))
                 except MinecliError:
                     raise
+                except SystemExit as exc:
+                    raise MinecliError(f"extractor '{ext.name}' called sys.exit({exc.code!r}) on {chunk_paths[0]}; "
+                                       "report this to the plugin's authors") from None
                 except Exception as exc:
                     names = ", ".join(chunk_paths[:3])
                     raise MinecliError(f"extractor '{ext.name}' failed on {names}: {type(exc).__name__}: {exc}") from exc

@@ -431,7 +431,8 @@ class Phones(Extractor):
             dec.start_utt()
             dec.process_raw(pcm, full_utt=True)
             dec.end_utt()
-            return [(s.start_frame / rate, (s.end_frame + 1) / rate, s.word) for s in dec.seg()]
+            # No hypothesis at all (pure silence) is None, not an empty list: every frame is silence.
+            return [(s.start_frame / rate, (s.end_frame + 1) / rate, s.word) for s in dec.seg() or []]
         if audio_path is None:
             raise ValueError("phones with pocketsphinx_mode: align needs the audio path to find its transcript")
         transcript = self._find_transcript(audio_path)
@@ -468,6 +469,9 @@ class Phones(Extractor):
         if x.ndim == 2:
             x = x.mean(axis=0)
         duration = x.shape[-1] / sample_rate
+        if duration * p.frame_rate < 0.5:
+            raise MinecliError(f"{path or 'the audio'} lasts {duration * 1000:.1f} ms, shorter than one "
+                               f"{1000 / p.frame_rate:g} ms phone frame; remove it from the filelist")
         if p.source == "textgrid":
             if path is None:
                 raise ValueError("phones with source: textgrid needs the audio path to find <stem>.TextGrid")
