@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from .._version import __version__
+from .audio import conversion_note
 from .config import RunConfig, StreamConfig, default_cache_dir, load_config
 from .errors import MinecliError
 from .inputs import check_distinct_inputs
@@ -23,7 +24,7 @@ from .io import write_text
 from .outdir import claim_output_dir
 from .registry import get_extractor_class
 from .spec import StreamSpec
-from .verdict import flag_non_finite, require_finite, result_suspicions
+from .verdict import flag_non_finite, note_inputs, require_finite, result_suspicions
 
 SPLITS = ("train", "valid", "test")
 
@@ -188,19 +189,32 @@ def _extract_side(prep: Prepared, side: str, progress: bool) -> dict[str, Any]:
     ext.fit(train_audio, str(prep.cache_dir))
     store = FeatureStore(prep.cache_dir, ext)
     extracted = total = 0
+    skipped: list[str] | None = [] if prep.cfg.data.on_error == "skip" else None
     for split in SPLITS:
         paths = [it.audio for it in prep.items[split]]
         keys = [_cache_key(ext, p) for p in paths]  # type: ignore[arg-type]
         total += len(keys)
         loader = _audio_loader(spec) if getattr(ext, "reads_audio", True) else None
         extracted += store.extract(paths, keys, loader, desc=f"extract {side}:{ext.name} [{split}]",  # type: ignore[arg-type]
-                                   progress=progress)
-    return {"extracted": extracted, "cached": total - extracted, "store": str(store.dir)}
+                                   progress=progress, skipped=skipped)
+    counts: dict[str, Any] = {"extracted": extracted, "cached": total - extracted - len(skipped or []),
+                              "store": str(store.dir)}
+    if skipped:
+        counts["skipped"] = skipped
+    if getattr(ext, "reads_audio", True):
+        counts["conversion"] = conversion_note([it.audio for s in SPLITS for it in prep.items[s] if it.audio],
+                                               spec.sample_rate, spec.channels, side)
+    return counts
 
 
 def extract_all(prep: Prepared, sides: tuple[str, ...] = ("x", "y"), progress: bool = True) -> dict[str, Any]:
-    """Extract (or find cached) features of every split for the given sides."""
-    return {side: _extract_side(prep, side, progress) for side in sides}
+    """Extract (or find cached) features of every split for the given sides; skipped files leave every split."""
+    counts = {side: _extract_side(prep, side, progress) for side in sides}
+    skipped = {p for c in counts.values() for p in c.get("skipped", [])}
+    if skipped:
+        prep.items = {s: [it for it in items if it.audio not in skipped] for s, items in prep.items.items()}
+        prep.stats["skipped"] = sorted(skipped)
+    return counts
 
 
 def load_side(prep: Prepared, side: str, split: str) -> list[Any]:
@@ -366,6 +380,7 @@ def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, sta
         "versions": _versions(),
         "config": prep.doc,
     }
+    note_inputs(doc, prep.stats.get("skipped", []), [c.get("conversion") for c in counts.values()], out_dir)
     flag_non_finite(doc)
     summary = write_results(out_dir, doc)
     require_finite(doc, out_dir)

@@ -62,3 +62,20 @@ def require_finite(doc: dict[str, Any], out_dir: Path) -> None:
         raise MinecliError(f"the estimate is not finite ({mi}); {out_dir / 'results.json'} records it as null. Delete "
                            f"{out_dir / 'checkpoints'} (or set output.resume=false) and run again; if it recurs, "
                            "lower training.lr or use pairing.normalization: standard")
+
+
+def note_inputs(doc: dict[str, Any], skipped: list[str], conversions: list[str | None], out_dir: Path) -> None:
+    """Record skipped files (results.json, skipped.txt, a warning) and audio conversions (notes)."""
+    from .io import write_text
+
+    doc["skipped"] = list(skipped)
+    listing = out_dir / "skipped.txt"
+    if skipped:
+        write_text(listing, "".join(f"{p}\n" for p in skipped))
+        doc.setdefault("warnings", []).append(
+            f"{len(skipped)} unreadable audio files were skipped (data.on_error: skip); they are listed in {listing}")
+    elif listing.exists():
+        listing.unlink()  # a list left by an earlier run in this folder would describe files this run used
+    notes = [c for c in conversions if c]
+    if notes:
+        doc["notes"] = notes
