@@ -25,7 +25,7 @@ class _Group(click.Group):
             from .core.exits import exit_message
 
             click.echo(f"Error: {exit_message(exc)}", err=True)
-            sys.exit(exc.code if isinstance(exc.code, int) and exc.code not in (0, None) else 1)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted; finished work is kept and the next run resumes from it.", err=True)
             sys.exit(130)

@@ -799,8 +799,9 @@ class Trainer:
             except CheckpointError as exc:
                 # The folder before the last save (left by an interrupted swap) may still be whole.
                 problems.append(str(exc))
-                print(f"minecli: warning: {exc}", file=sys.stderr)
                 continue
+            for problem in problems:
+                print(f"minecli: warning: {problem}; using the earlier checkpoint {folder}", file=sys.stderr)
             self._restore(folder, doc, model, tensors)
             return
         raise MinecliError(f"{problems[0]}; no earlier checkpoint is readable. Delete {self.ckpt_dir} to start "

@@ -16,9 +16,11 @@ DIVERGED_NATS = -100.0
 #: flagged. Validation is the best of many checks, so it sits a little above a fresh split even when
 #: all is well; 3 standard errors leaves room for that selection effect.
 GAP_Z = 3.0
-#: ... and the gap must also be this fraction of the validation value, so that a very precise test
-#: estimate (a tiny standard error) is not flagged for a difference nobody would quote.
+#: ... and the gap must also be this fraction of the validation value and at least GAP_MIN_NATS, so
+#: that a very precise test estimate (a tiny standard error), or noise around 0 on independent
+#: streams, is not flagged for a difference nobody would quote.
 GAP_FRACTION = 0.2
+GAP_MIN_NATS = 0.05
 
 
 def result_suspicions(mi: float, ci: tuple[float, float], ci_method: str, best_valid: float,
@@ -36,7 +38,8 @@ def result_suspicions(mi: float, ci: tuple[float, float], ci_method: str, best_v
         return out
     se = (hi - lo) / (2 * 1.959964) if ci_method != "none" and math.isfinite(hi - lo) else 0.0
     gap = best_valid - mi
-    if se > 0 and gap > GAP_Z * se and gap > GAP_FRACTION * abs(best_valid):
+    # A zero-width interval means every test frame scored alike (constant frames): any gap counts.
+    if gap > max(GAP_FRACTION * abs(best_valid), GAP_MIN_NATS) and (se == 0 or gap > GAP_Z * se):
         out.append(f"the test estimate {mi:.4f} nats is far below the best validation value {best_valid:.4f} "
                    f"({gap / se:.1f} standard errors): the test split differs from train and validation (long "
                    "silences or constant frames, another speaker or recording); check the test files")
