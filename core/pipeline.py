@@ -301,6 +301,7 @@ def extract_config(config: str | os.PathLike[str], overrides: list[str] | None =
     sides = ("x", "y") if side == "both" else (side,)
     counts = extract_all(prep, sides, progress=prep.cfg.training.progress)
     return "\n".join(f"{s}: {prep.extractors[s].name}: {c['extracted']} extracted, {c['cached']} already cached"
+                     + (f", {len(c['skipped'])} unreadable skipped" if c.get("skipped") else "")
                      for s, c in counts.items())
 
 
@@ -345,8 +346,9 @@ def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, sta
     baseline = classical_baseline(banks["test"], prep.specs["x"], prep.specs["y"])
     warns = result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"], trainer.estimator,
                             cfg.estimator.eval_negatives)
-    warns += result_suspicions(final["mi_nats"], final["ci95_nats"], final["ci_method"], trainer.best_value,
-                               trainer.history)
+    ref = trainer.reference_report
+    scored_valid = ref["valid_nats"] if ref and ref["selected"] else trainer.best_value  # the critic that scored test
+    warns += result_suspicions(final["mi_nats"], final["ci95_nats"], final["ci_method"], scored_valid, trainer.history)
     doc = {
         "minecli_version": __version__,
         "config_file": str(config),

@@ -32,16 +32,20 @@ def result_suspicions(mi: float, ci: tuple[float, float], ci_method: str, best_v
     if low:
         worst = min(low, key=lambda h: h["valid_mi"])
         out.append(f"training diverged: validation reached {worst['valid_mi']:.4g} nats at step {int(worst['step'])}; "
-                   "the estimate comes from the best state before that but may be unreliable. Use "
+                   "the estimate comes from the best validated state but may be unreliable. Use "
                    "pairing.normalization: standard, or lower training.lr")
     if not (math.isfinite(mi) and math.isfinite(best_valid)):
         return out
-    se = (hi - lo) / (2 * 1.959964) if ci_method != "none" and math.isfinite(hi - lo) else 0.0
+    bootstrapped = ci_method != "none"
+    se = (hi - lo) / (2 * 1.959964) if bootstrapped and math.isfinite(hi - lo) else 0.0
     gap = best_valid - mi
-    # A zero-width interval means every test frame scored alike (constant frames): any gap counts.
+    # A zero-width bootstrap interval means every test frame scored alike (constant frames): any gap
+    # counts. Without a bootstrap (training.bootstrap < 10) only the size of the gap can be judged.
     if gap > max(GAP_FRACTION * abs(best_valid), GAP_MIN_NATS) and (se == 0 or gap > GAP_Z * se):
-        out.append(f"the test estimate {mi:.4f} nats is far below the best validation value {best_valid:.4f} "
-                   f"({gap / se:.1f} standard errors): the test split differs from train and validation (long "
+        how = (f"{gap / se:.1f} standard errors" if se > 0 else
+               "every test frame scored alike" if bootstrapped else "no bootstrap interval to compare with")
+        out.append(f"the test estimate {mi:.4f} nats is far below the validation value {best_valid:.4f} "
+                   f"({how}): the test split differs from train and validation (long "
                    "silences or constant frames, another speaker or recording); check the test files")
     elif hi < 0:
         out.append(f"the whole 95% interval [{lo:.4f}, {hi:.4f}] is below 0: the critic does not carry over to the "

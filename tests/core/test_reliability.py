@@ -177,9 +177,31 @@ def test_silence_in_the_test_split_is_flagged(run_config_file, audio_dataset, tm
     result = run(run_config_file())
     assert result.exit_code == 0, result.stderr
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
-    flagged = [w for w in doc["warnings"] if "far below the best validation value" in w]
+    flagged = [w for w in doc["warnings"] if "far below the validation value" in w]
     assert flagged and "constant frames" in flagged[0]
     assert "WARNING: the test estimate" in (tmp_path / "out" / "summary.txt").read_text()
+
+
+@pytest.mark.parametrize("mi, ci, valid, expect", [
+    # independent streams: noise around 0 is never flagged (the gap is under the 0.05-nat floor)
+    (-0.02, (-0.06, 0.01), 0.004, None),
+    # an ordinary selection effect: 0.25 below a 1.8 validation is under 20% of it
+    (1.55, (1.50, 1.60), 1.80, None),
+    # the silence case of the report: 1.807 on validation, -0.579 on test
+    (-0.579, (-0.70, -0.45), 1.807, "far below the validation value 1.8070"),
+    # every test frame scored alike (constant frames): a zero-width interval
+    (0.0, (0.0, 0.0), 0.9, "far below the validation value 0.9000"),
+    # validation itself near 0, but the whole test interval below 0
+    (-0.3, (-0.4, -0.2), -0.25, "the whole 95% interval [-0.4000, -0.2000] is below 0"),
+])
+def test_suspicion_thresholds(mi, ci, valid, expect):
+    from minecli.core.verdict import result_suspicions
+
+    found = result_suspicions(mi, ci, "utterances", valid, [{"step": 0, "valid_mi": 0.0}])
+    if expect is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and expect in found[0]
 
 
 def test_a_diverged_validation_is_flagged(run_config_file, tmp_path, monkeypatch):
@@ -456,6 +478,7 @@ def test_on_error_skip_leaves_unreadable_files_out_and_lists_them(run_config_fil
     out = tmp_path / "out"
     doc = json.loads((out / "results.json").read_text())
     assert doc["skipped"] == [str(bad)]
+    assert "1 unreadable skipped" in invoke("extract", str(run_config_file()), "data.on_error=skip").stdout
     assert (out / "skipped.txt").read_text() == f"{bad}\n"
     assert doc["pairing"]["train"]["utterances"] == 4
     assert any("1 unreadable audio files were skipped" in w for w in doc["warnings"])
