@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from .checkpoint import CheckpointError, read_state, read_tensors
+from .checkpoint import CheckpointError, digests, read_state, read_tensors
 from .data import FrameBank
 from .errors import ConfigError, MinecliError
 from .interfaces import Estimator
@@ -778,7 +778,8 @@ class Trainer:
                    "lr_scale": self.lr_scale, "since_lr_change": self.since_lr_change,
                    "stopped_early": self.stopped_early, "stop_reason": self.stop_reason, "history": self.history,
                    "estimator_state": self.estimator.state_dict(), "param_groups": opt["param_groups"],
-                   "opt_scalars": scalars, "train_seconds": self.train_seconds, "config": self.config_doc}
+                   "opt_scalars": scalars, "train_seconds": self.train_seconds, "config": self.config_doc,
+                   "sha256": digests(tmp)}
             write_json(tmp / "state.json", doc)
         else:
             write_json(tmp / "state.json", {"step": self.best_step, "valid_mi": self.best_value,
@@ -795,7 +796,7 @@ class Trainer:
             try:
                 doc = read_state(folder)
                 self._check_config(folder, doc)
-                model, tensors = read_tensors(folder, self.model.state_dict())
+                model, tensors = read_tensors(folder, self.model.state_dict(), doc)
             except CheckpointError as exc:
                 # The folder before the last save (left by an interrupted swap) may still be whole.
                 problems.append(str(exc))

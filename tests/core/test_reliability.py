@@ -249,18 +249,30 @@ def _damage_state(last: Path) -> None:
 
 
 def _nan_weights(last: Path) -> None:
+    """A well-formed file holding NaN, in a checkpoint without digests (as older minecli wrote them)."""
     from safetensors.torch import load_file, save_file
 
     tensors = load_file(str(last / "trainer.safetensors"))
     key = next(k for k in tensors if k.startswith("best."))
     tensors[key] = torch.full_like(tensors[key], float("nan"))
     save_file(tensors, str(last / "trainer.safetensors"))
+    state = json.loads((last / "state.json").read_text())
+    del state["sha256"]
+    (last / "state.json").write_text(json.dumps(state))
+
+
+def _flip_a_weight_byte(last: Path) -> None:
+    """A damaged byte inside the tensor data: the file still parses, only its digest shows it."""
+    data = bytearray((last / "model.safetensors").read_bytes())
+    data[-3] ^= 0x40
+    (last / "model.safetensors").write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("damage, named, reason", [
-    (_damage_trainer_file, "trainer.safetensors", "is damaged or truncated"),
+    (_damage_trainer_file, "trainer.safetensors", "is damaged"),
     (_damage_state, "state.json", r"is damaged \(JSONDecodeError"),
     (_nan_weights, "trainer.safetensors", "holds NaN or infinite values in best."),
+    (_flip_a_weight_byte, "model.safetensors", r"is damaged \(its contents do not match the digest in "),
 ])
 def test_a_damaged_checkpoint_is_named_and_never_resumed(run_config_file, tmp_path, damage, named, reason):
     path = run_config_file()
