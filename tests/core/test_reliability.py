@@ -19,10 +19,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import yaml
 
 from minecli import Extractor, StreamSpec, hookimpl
-from minecli.core import cache as cache_mod
 from minecli.core import trainer as trainer_mod
 from minecli.core.outdir import LOCK_NAME
 from minecli.core.pipeline import extract_all, load_side, prepare
