@@ -569,6 +569,12 @@ class Trainer:
 
     def fit(self) -> list[dict[str, float]]:
         """Train until total_steps or early stopping; keeps the best validation state."""
+        if self.ckpt_dir is not None and self.ckpt_dir.is_dir():
+            # Staging folders of a save that a kill interrupted; the run owns the folder now (the
+            # output lock), so none of them belongs to a live save.
+            for stale in self.ckpt_dir.glob(".*.*"):
+                if stale.is_dir() and stale.name.split(".")[1] in ("last", "best", "reference"):
+                    shutil.rmtree(stale, ignore_errors=True)
         if self.resume and self.ckpt_dir is not None:
             self._try_resume()
         cfg = self.cfg

@@ -368,6 +368,19 @@ def test_disk_full_while_saving_a_checkpoint(run_config_file, tmp_path, monkeypa
     assert list((tmp_path / "cache").rglob("shard-*.safetensors")), "the extracted features are kept"
 
 
+def test_a_save_killed_midway_leaves_nothing_on_the_next_run(run_config_file, tmp_path):
+    path = run_config_file()
+    assert run(path).exit_code == 0
+    ckpt = tmp_path / "out" / "checkpoints"
+    stale = ckpt / ".last.k9x2abcd"  # what kill -9 during a save leaves
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    result = run(path, "training.steps=40")
+    assert result.exit_code == 0, result.stderr
+    assert "at step 20" in result.stderr, "it resumed from the whole checkpoint"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["best", "last"]
+
+
 def test_disk_full_while_writing_results(run_config_file, tmp_path, monkeypatch):
     from minecli.core import io as io_mod
 
