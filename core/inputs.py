@@ -47,15 +47,15 @@ def check_distinct_inputs(extractors: dict[str, Any], items: dict[str, list[Any]
                         raise MinecliError(
                             f"{side}: {first} and {it.audio} both read {f} ({ext.name} finds files by the audio "
                             f"file's name, {Path(it.audio).stem!r}); give the audio files distinct names")
-    sides = list(extractors)
-    if len(sides) == 2:
-        a, b = (extractors[s] for s in sides)
+    # Only feature files count here: two label streams may well read different tiers of one TextGrid.
+    paths = [getattr(ext, "feature_path", None) for ext in extractors.values()]
+    if len(paths) == 2 and all(callable(f) for f in paths):
         for split_items in items.values():
             for it in split_items[:1]:
                 if it.audio is None:
                     continue
-                fa, fb = _files_read(a, it.audio), _files_read(b, it.audio)
-                if fa and fa[:1] == fb[:1]:
+                fa, fb = (os.path.realpath(f(it.audio)) for f in paths)  # type: ignore[misc]
+                if fa == fb:
                     raise MinecliError(
-                        f"x and y both read {fa[0]} for {it.audio}: the estimate would be of a stream against "
+                        f"x and y both read {fa} for {it.audio}: the estimate would be of a stream against "
                         "itself. Set params.dir of each precomputed side to the folder of its own features")
