@@ -20,6 +20,12 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except MinecliError as exc:
             raise click.ClickException(str(exc)) from None
+        except SystemExit as exc:
+            # click itself exits through its own exceptions, so a SystemExit here came from plugin code.
+            from .core.exits import exit_message
+
+            click.echo(f"Error: {exit_message(exc)}", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted; finished work is kept and the next run resumes from it.", err=True)
             sys.exit(130)
@@ -164,7 +170,9 @@ def run(config: str, overrides: tuple[str, ...], as_json: bool) -> None:
 
     result = run_config(config, list(overrides))
     if as_json:
-        click.echo(json.dumps(result.document, indent=2, default=str))
+        from .core.io import dumps_strict
+
+        click.echo(dumps_strict(result.document, indent=2))
     else:
         click.echo(result.summary)
 

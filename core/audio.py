@@ -51,3 +51,28 @@ def load_for(path: str | os.PathLike[str], target_rate: int | None, channels: in
     """Read a file and prepare it for an extractor: ``[channels, samples]`` at `target_rate`."""
     wave, rate = read_audio(path)
     return prepare(wave, rate, target_rate, channels)
+
+
+def conversion_note(paths: list[str], target_rate: int | None, channels: int, side: str) -> str | None:
+    """One line saying how many files are downmixed or resampled on the way in (headers only), or None."""
+    import soundfile as sf
+
+    mixed = resampled = 0
+    rates: dict[int, int] = {}
+    for path in paths:
+        try:
+            info = sf.info(str(path))
+        except Exception:  # noqa: BLE001 - unreadable files are reported (or skipped) by extraction
+            continue
+        if channels == 1 and info.channels > 1:
+            mixed += 1
+        if target_rate is not None and info.samplerate != target_rate:
+            resampled += 1
+            rates[info.samplerate] = rates.get(info.samplerate, 0) + 1
+    parts = []
+    if mixed:
+        parts.append(f"{mixed} of {len(paths)} files have more than one channel and are averaged to mono")
+    if resampled:
+        found = ", ".join(f"{n} at {r} Hz" for r, n in sorted(rates.items()))
+        parts.append(f"{resampled} of {len(paths)} files are resampled to {target_rate} Hz ({found})")
+    return f"{side}: " + "; ".join(parts) if parts else None

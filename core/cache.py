@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from .errors import MinecliError
 from .interfaces import Extractor
-from .io import atomic_write, write_json
+from .io import atomic_write, write_error, write_json
 from .params import params_to_dict
 
 
@@ -68,7 +68,10 @@ class FeatureStore:
     def _write_shard(self, items: dict[str, torch.Tensor]) -> None:
         if not items:
             return
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_error(self.dir, exc) from None
         meta_path = self.dir / "extractor.json"
         if not meta_path.exists():
             write_json(meta_path, {"name": self.extractor.name, "version": self.extractor.version,
@@ -82,8 +85,13 @@ class FeatureStore:
             self._index[k] = shard
 
     def extract(self, paths: Sequence[str], keys: Sequence[str], load_wave: Callable[[str], np.ndarray] | None,
-                desc: str, progress: bool = True, flush_every: int = 64, flush_seconds: float = 60.0) -> int:
-        """Extract every path whose key is missing; returns how many were extracted."""
+                desc: str, progress: bool = True, flush_every: int = 64, flush_seconds: float = 60.0,
+                skipped: list[str] | None = None) -> int:
+        """Extract every path whose key is missing; returns how many were extracted.
+
+        With a `skipped` list, an audio file that cannot be read is appended to it and left out
+        instead of stopping the extraction.
+        """
         todo = self.missing(keys)
         if not todo:
             return 0
@@ -96,6 +104,7 @@ class FeatureStore:
 
             bar = tqdm(total=len(todo), desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True, leave=False, disable=None)
         pending: dict[str, torch.Tensor] = {}
+        n_skipped = 0
         last_flush = time.monotonic()
         batch = max(1, int(getattr(ext, "batch_size", 1)))
         try:
@@ -103,13 +112,33 @@ class FeatureStore:
                 chunk = todo[s:s + batch]
                 chunk_paths = [paths[i] for i in chunk]
                 if load_wave is not None:
-                    waves = [torch.from_numpy(load_wave(p)) for p in chunk_paths]
+                    waves, readable = [], []
+                    for i, p in zip(chunk, chunk_paths):
+                        try:
+                            waves.append(torch.from_numpy(load_wave(p)))
+                        except MinecliError as exc:
+                            if skipped is None:
+                                raise
+                            print(f"minecli: warning: skipping {p}: {exc}", file=sys.stderr)
+                            skipped.append(p)
+                            n_skipped += 1
+                            continue
+                        readable.append(i)
+                    if bar is not None:
+                        bar.update(len(chunk) - len(readable))
+                    chunk = readable
+                    chunk_paths = [paths[i] for i in chunk]
+                    if not chunk:
+                        continue
                 else:
                     waves = [torch.zeros(spec.channels, 0) for _ in chunk_paths]
                 try:
                     outs = ext.extract_batch(waves, spec.sample_rate or 0, list(chunk_paths))
                 except MinecliError:
                     raise
+                except SystemExit as exc:
+                    raise MinecliError(f"extractor '{ext.name}' called sys.exit({exc.code!r}) on {chunk_paths[0]}; "
+                                       "report this to the plugin's authors") from None
                 except Exception as exc:
                     names = ", ".join(chunk_paths[:3])
                     raise MinecliError(f"extractor '{ext.name}' failed on {names}: {type(exc).__name__}: {exc}") from exc
@@ -126,7 +155,7 @@ class FeatureStore:
             self._write_shard(pending)
             if bar is not None:
                 bar.close()
-        return len(todo)
+        return len(todo) - n_skipped
 
     def load(self, keys: Sequence[str]) -> list[torch.Tensor]:
         """The cached tensors for keys (all must be present)."""

@@ -36,6 +36,12 @@ class DataConfig:
     test_csv: str | None = param(None, help="original-pipeline CSV for test")
     features_dir: str | None = param(None, help="folder that relative feature paths in the CSVs are relative to")
     max_files: int | None = param(None, help="use only the first N files of each split (quick trials)")
+    on_error: Literal["stop", "skip"] = param(
+        "stop", help="an unreadable audio file stops the run (stop), or is left out and listed in skipped.txt (skip)")
+
+    def __post_init__(self) -> None:
+        if self.max_files is not None and self.max_files < 1:
+            raise ValueError(f"data.max_files must be a positive number of files (or null for all), not {self.max_files}")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """``minecli run``: filelists -> cached extraction -> pairing -> training -> held-out estimate -> results."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import platform
@@ -14,12 +15,16 @@ from typing import Any
 import yaml
 
 from .._version import __version__
+from .audio import conversion_note
 from .config import RunConfig, StreamConfig, default_cache_dir, load_config
 from .errors import MinecliError
+from .inputs import check_distinct_inputs
 from .interfaces import Extractor
 from .io import write_text
+from .outdir import claim_output_dir
 from .registry import get_extractor_class
 from .spec import StreamSpec
+from .verdict import flag_non_finite, note_inputs, require_finite, result_suspicions
 
 SPLITS = ("train", "valid", "test")
 
@@ -135,6 +140,7 @@ def prepare(config: str | os.PathLike[str], overrides: list[str] | None = None) 
     else:
         for split in SPLITS:
             items[split] = read_filelist(getattr(d, split), d.root, d.max_files)
+        check_distinct_inputs(extractors, items)
     cache = Path(d.cache_dir or default_cache_dir())
     return Prepared(cfg, doc, notes, extractors, specs, items, cache, source)
 
@@ -184,19 +190,32 @@ def _extract_side(prep: Prepared, side: str, progress: bool) -> dict[str, Any]:
     ext.fit(train_audio, str(prep.cache_dir))
     store = FeatureStore(prep.cache_dir, ext)
     extracted = total = 0
+    skipped: list[str] | None = [] if prep.cfg.data.on_error == "skip" else None
     for split in SPLITS:
         paths = [it.audio for it in prep.items[split]]
         keys = [_cache_key(ext, p) for p in paths]  # type: ignore[arg-type]
         total += len(keys)
         loader = _audio_loader(spec) if getattr(ext, "reads_audio", True) else None
         extracted += store.extract(paths, keys, loader, desc=f"extract {side}:{ext.name} [{split}]",  # type: ignore[arg-type]
-                                   progress=progress)
-    return {"extracted": extracted, "cached": total - extracted, "store": str(store.dir)}
+                                   progress=progress, skipped=skipped)
+    counts: dict[str, Any] = {"extracted": extracted, "cached": total - extracted - len(skipped or []),
+                              "store": str(store.dir)}
+    if skipped:
+        counts["skipped"] = skipped
+    if getattr(ext, "reads_audio", True):
+        counts["conversion"] = conversion_note([it.audio for s in SPLITS for it in prep.items[s] if it.audio],
+                                               spec.sample_rate, spec.channels, side)
+    return counts
 
 
 def extract_all(prep: Prepared, sides: tuple[str, ...] = ("x", "y"), progress: bool = True) -> dict[str, Any]:
-    """Extract (or find cached) features of every split for the given sides."""
-    return {side: _extract_side(prep, side, progress) for side in sides}
+    """Extract (or find cached) features of every split for the given sides; skipped files leave every split."""
+    counts = {side: _extract_side(prep, side, progress) for side in sides}
+    skipped = {p for c in counts.values() for p in c.get("skipped", [])}
+    if skipped:
+        prep.items = {s: [it for it in items if it.audio not in skipped] for s, items in prep.items.items()}
+        prep.stats["skipped"] = sorted(skipped)
+    return counts
 
 
 def load_side(prep: Prepared, side: str, split: str) -> list[Any]:
@@ -292,11 +311,18 @@ def extract_config(config: str | os.PathLike[str], overrides: list[str] | None =
     sides = ("x", "y") if side == "both" else (side,)
     counts = extract_all(prep, sides, progress=prep.cfg.training.progress)
     return "\n".join(f"{s}: {prep.extractors[s].name}: {c['extracted']} extracted, {c['cached']} already cached"
+                     + (f", {len(c['skipped'])} unreadable skipped" if c.get("skipped") else "")
                      for s, c in counts.items())
 
 
 def run_config(config: str | os.PathLike[str], overrides: list[str] | None = None) -> RunResult:
     """The whole job: extraction, pairing, training, held-out estimate, results on disk."""
+    with contextlib.ExitStack() as stack:
+        return _run_config(config, overrides, stack)
+
+
+def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, stack: contextlib.ExitStack) -> RunResult:
+    """run_config with the output folder held (locked) until `stack` closes."""
     from .api import classical_baseline
     from .report import write_results
     from .trainer import Trainer, entropy_report, result_warnings
@@ -306,7 +332,7 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
     prep = prepare(config, overrides)
     cfg = prep.cfg
     out_dir = Path(cfg.output.dir or os.path.join("runs", config_name(config)))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(out_dir, stack)
     write_text(out_dir / "config.resolved.yaml", yaml.safe_dump(prep.doc, sort_keys=False))
     for note in prep.notes:
         print(f"minecli: note: {note}", file=sys.stderr)
@@ -332,6 +358,9 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
     baseline = classical_baseline(banks["test"], prep.specs["x"], prep.specs["y"])
     warns = result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"], trainer.estimator,
                             cfg.estimator.eval_negatives)
+    ref = trainer.reference_report
+    scored_valid = ref["valid_nats"] if ref and ref["selected"] else trainer.best_value  # the critic that scored test
+    warns += result_suspicions(final["mi_nats"], final["ci95_nats"], final["ci_method"], scored_valid, trainer.history)
     doc = {
         "minecli_version": __version__,
         "config_file": str(config),
@@ -366,7 +395,10 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
         "versions": _versions(),
         "config": prep.doc,
     }
+    note_inputs(doc, prep.stats.get("skipped", []), [c.get("conversion") for c in counts.values()], out_dir)
+    flag_non_finite(doc)
     summary = write_results(out_dir, doc)
+    require_finite(doc, out_dir)
     return RunResult(doc, summary, out_dir)
 
 

@@ -47,6 +47,8 @@ def summary_text(doc: dict[str, Any]) -> str:
                  f"utterances dropped by pairing: {dropped['train']}/{dropped['valid']}/{dropped['test']}")
     lines.append(f"  time: {doc['time_seconds']['total']:.1f} s (extraction {doc['time_seconds']['extraction']:.1f} s, "
                  f"training {doc['time_seconds']['training']:.1f} s)")
+    for n in doc.get("notes") or []:
+        lines.append(f"  note: {n}")
     for w in doc.get("warnings") or []:
         lines.append(f"  WARNING: {w}")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import os
 import sys
 import tempfile
@@ -17,12 +18,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from .checkpoint import CheckpointError, digests, read_state, read_tensors
 from .data import FrameBank
 from .errors import ConfigError, MinecliError
 from .interfaces import Estimator
-from .io import _umask, replace_dir, write_json
+from .io import _umask, replace_dir, write_error, write_json
 from .nets import ClassifierCritic, Critic
 from .params import param
 from .reference import ReferenceCritic, fit_references, reference_kind
@@ -129,6 +131,11 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, not {self.lr}")
         if self.steps is None and self.epochs is None:
             raise ValueError("set training.steps or training.epochs")
+        # Zero steps would report the untrained critic's ~0 as "no dependence".
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"training.steps must be at least 1, not {self.steps}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ValueError(f"training.epochs must be positive, not {self.epochs}")
 
 
 @dataclass
@@ -562,6 +569,12 @@ class Trainer:
 
     def fit(self) -> list[dict[str, float]]:
         """Train until total_steps or early stopping; keeps the best validation state."""
+        if self.ckpt_dir is not None and self.ckpt_dir.is_dir():
+            # Staging folders of a save that a kill interrupted; the run owns the folder now (the
+            # output lock), so none of them belongs to a live save.
+            for stale in self.ckpt_dir.glob(".*.*"):
+                if stale.is_dir() and stale.name.split(".")[1] in ("last", "best", "reference"):
+                    shutil.rmtree(stale, ignore_errors=True)
         if self.resume and self.ckpt_dir is not None:
             self._try_resume()
         cfg = self.cfg
@@ -721,11 +734,24 @@ class Trainer:
     def _staged(self, which: str) -> Iterator[Path]:
         """A temporary folder beside ``checkpoints/<which>`` that replaces it in one rename when the block ends."""
         assert self.ckpt_dir is not None
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{which}.", dir=self.ckpt_dir))
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp is owner-only; checkpoints follow the umask
-        yield tmp
-        replace_dir(tmp, self.ckpt_dir / which)
+        tmp: Path | None = None
+        try:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{which}.", dir=self.ckpt_dir))
+            yield tmp
+            # mkdtemp and safetensors make owner-only entries; checkpoints follow the umask like results.
+            mask = _umask()
+            for f in tmp.iterdir():
+                os.chmod(f, 0o666 & ~mask)
+            os.chmod(tmp, 0o777 & ~mask)
+            replace_dir(tmp, self.ckpt_dir / which)
+        except BaseException as exc:
+            # A failed save leaves the previous checkpoint as it was and no half-written folder beside it.
+            if tmp is not None and tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise write_error(self.ckpt_dir / which, exc) from None
+            raise
 
     def _save(self, which: str) -> None:
         if self.ckpt_dir is None:
@@ -758,7 +784,8 @@ class Trainer:
                    "lr_scale": self.lr_scale, "since_lr_change": self.since_lr_change,
                    "stopped_early": self.stopped_early, "stop_reason": self.stop_reason, "history": self.history,
                    "estimator_state": self.estimator.state_dict(), "param_groups": opt["param_groups"],
-                   "opt_scalars": scalars, "train_seconds": self.train_seconds, "config": self.config_doc}
+                   "opt_scalars": scalars, "train_seconds": self.train_seconds, "config": self.config_doc,
+                   "sha256": digests(tmp)}
             write_json(tmp / "state.json", doc)
         else:
             write_json(tmp / "state.json", {"step": self.best_step, "valid_mi": self.best_value,
@@ -767,19 +794,36 @@ class Trainer:
     def _try_resume(self) -> None:
         assert self.ckpt_dir is not None
         last = self.ckpt_dir / "last"
-        if not (last / "state.json").exists():
-            old = last.with_name("last.old")
-            if (old / "state.json").exists():
-                last = old
-            else:
-                return
-        doc = json.loads((last / "state.json").read_text())
+        candidates = [f for f in (last, last.with_name("last.old")) if (f / "state.json").exists()]
+        if not candidates:
+            return
+        problems = []
+        for folder in candidates:
+            try:
+                doc = read_state(folder)
+                self._check_config(folder, doc)
+                model, tensors = read_tensors(folder, self.model.state_dict(), doc)
+            except CheckpointError as exc:
+                # The folder before the last save (left by an interrupted swap) may still be whole.
+                problems.append(str(exc))
+                continue
+            for problem in problems:
+                print(f"minecli: warning: {problem}; using the earlier checkpoint {folder}", file=sys.stderr)
+            self._restore(folder, doc, model, tensors)
+            return
+        raise MinecliError(f"{problems[0]}; no earlier checkpoint is readable. Delete {self.ckpt_dir} to start "
+                           "training afresh, or run with output.resume=false")
+
+    def _check_config(self, last: Path, doc: dict[str, Any]) -> None:
         saved_cfg = doc.get("config") or {}
         if self.config_doc and saved_cfg and _model_part(saved_cfg) != _model_part(self.config_doc):
             raise MinecliError(f"checkpoint {last} was made with a different model or data config; use a new "
                                "output.dir, or output.resume=false to start over")
-        self.model.load_state_dict(load_file(str(last / "model.safetensors")))
-        tensors = load_file(str(last / "trainer.safetensors"))
+
+    def _restore(self, last: Path, doc: dict[str, Any], model: dict[str, torch.Tensor],
+                 tensors: dict[str, torch.Tensor]) -> None:
+        """Continue from a checkpoint whose files read_state and read_tensors have validated."""
+        self.model.load_state_dict(model)
         opt_state: dict[int, dict[str, Any]] = {}
         for key, val in tensors.items():
             if key.startswith("opt."):
@@ -787,7 +831,11 @@ class Trainer:
                 opt_state.setdefault(int(pid), {})[name] = val
         for pid, sc in doc.get("opt_scalars", {}).items():
             opt_state.setdefault(int(pid), {}).update(sc)
-        self.opt.load_state_dict({"state": opt_state, "param_groups": doc["param_groups"]})
+        try:
+            self.opt.load_state_dict({"state": opt_state, "param_groups": doc["param_groups"]})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MinecliError(f"checkpoint {last / 'state.json'} does not fit this model ({exc}); delete "
+                               f"{self.ckpt_dir} to start training afresh, or run with output.resume=false") from None
         torch.set_rng_state(tensors["rng.torch"])
         self.gen.set_state(tensors["rng.sampler"])
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}

@@ -182,7 +182,8 @@ class Encodec(ModelExtractor):
         cached = os.path.join(cache_dir, name)
         if os.path.isfile(cached) or not self.offline():
             try:
-                return torch.hub.load_state_dict_from_url(self.weights_url(), map_location="cpu", check_hash=True)
+                return torch.hub.load_state_dict_from_url(self.weights_url(), map_location="cpu", check_hash=True,
+                                                          weights_only=True)
             except Exception as exc:  # URLError, hash mismatch, disk errors: all mean "get the file by hand"
                 reason = f" (download failed: {type(exc).__name__}: {exc})".replace("\n", " ")
         else:

@@ -226,6 +226,7 @@ class Phones(Extractor):
         super().__init__(params)
         self._map: dict[str, int] | None = None
         self._tg_index: dict[str, str] | None = None
+        self._tg_dupes: dict[str, list[str]] = {}
         self._decoder: Any = None
         self._frate = 100
 
@@ -363,9 +364,14 @@ class Phones(Extractor):
             root = Path(str(self.params.textgrid_dir))
             if not root.is_dir():
                 raise MinecliError(f"textgrid_dir {root} is not a directory")
+            dupes: dict[str, list[str]] = {}
             for path in sorted(root.rglob("*")):
                 if path.suffix in TEXTGRID_SUFFIXES:
+                    if path.stem in index:
+                        dupes.setdefault(path.stem, [index[path.stem]]).append(str(path))
                     index.setdefault(path.stem, str(path))
+            # A stem found twice is ambiguous: picking one would label an utterance with another's phones.
+            self._tg_dupes = dupes
             self._tg_index = index
         return self._tg_index
 
@@ -386,6 +392,9 @@ class Phones(Extractor):
             if (base / (stem + suffix)).is_file():
                 return str(base / (stem + suffix))
         if p.textgrid_dir and stem in self._index():
+            if stem in self._tg_dupes:
+                raise MinecliError(f"textgrid_dir holds more than one {stem} TextGrid ({' and '.join(self._tg_dupes[stem])}) "
+                                   f"for {audio_path}; give the files distinct names or point textgrid_dir at one folder")
             return self._index()[stem]
         raise MinecliError(f"no TextGrid for {audio_path}: expected {base / (stem + '.TextGrid')}"
                            + ("" if p.textgrid_dir else "; set textgrid_dir if the alignments live elsewhere"))
@@ -422,7 +431,8 @@ class Phones(Extractor):
             dec.start_utt()
             dec.process_raw(pcm, full_utt=True)
             dec.end_utt()
-            return [(s.start_frame / rate, (s.end_frame + 1) / rate, s.word) for s in dec.seg()]
+            # No hypothesis at all (pure silence) is None, not an empty list: every frame is silence.
+            return [(s.start_frame / rate, (s.end_frame + 1) / rate, s.word) for s in dec.seg() or []]
         if audio_path is None:
             raise ValueError("phones with pocketsphinx_mode: align needs the audio path to find its transcript")
         transcript = self._find_transcript(audio_path)
@@ -459,6 +469,9 @@ class Phones(Extractor):
         if x.ndim == 2:
             x = x.mean(axis=0)
         duration = x.shape[-1] / sample_rate
+        if duration * p.frame_rate < 0.5:
+            raise MinecliError(f"{path or 'the audio'} lasts {duration * 1000:.1f} ms, shorter than one "
+                               f"{1000 / p.frame_rate:g} ms phone frame; remove it from the filelist")
         if p.source == "textgrid":
             if path is None:
                 raise ValueError("phones with source: textgrid needs the audio path to find <stem>.TextGrid")

@@ -1,7 +1,6 @@
 """Precomputed features: per-utterance ``.npy`` files, e.g. from the original pipeline's scripts."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -86,7 +85,9 @@ class Precomputed(Extractor):
 
     def feature_path(self, path: str) -> str:
         """The feature file for an audio path (or the path itself when it already is a feature file)."""
-        if path.endswith(self.params.suffix) and (self.params.dir is None or os.path.isabs(path)):
+        # With params.dir set, the listed file only names the utterance: each side reads its own
+        # folder, or a filelist of x's .npy files would silently feed x to y as well.
+        if path.endswith(self.params.suffix) and self.params.dir is None:
             return path
         if self.params.dir is None:
             raise MinecliError(f"precomputed: set params.dir to the folder of {self.params.suffix} files for {path}")
@@ -124,7 +125,12 @@ class Precomputed(Extractor):
                 raise MinecliError(f"precomputed: {feature_path} has ids in [{int(t.min())}, {int(t.max())}], outside "
                                    f"vocab_size {p.vocab_size}")
             return t
-        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        out = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        if not torch.isfinite(out).all():
+            bad = int((~torch.isfinite(out)).any(dim=1).nonzero()[0, 0])
+            raise MinecliError(f"precomputed: {feature_path} holds NaN or infinite values (first at frame {bad}); "
+                               "fix or regenerate that file")
+        return out
 
     def __call__(self, wave: Any, sample_rate: int, path: str | None = None) -> Any:
         if path is None:

@@ -288,7 +288,7 @@ class Wav2Vec2(Extractor):
         else:
             try:
                 state = torch.hub.load_state_dict_from_url(url, model_dir=hub_dir, map_location="cpu",
-                                                           progress=False, file_name=filename)
+                                                           progress=False, file_name=filename, weights_only=True)
             except Exception as exc:  # urllib, HTTP and socket errors all mean: not downloadable here
                 raise WeightsNotFoundError(
                     f"wav2vec2: cannot download the {key} weights ({_one_line(exc)}); fetch {url} and save it as "

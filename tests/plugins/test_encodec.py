@@ -266,3 +266,23 @@ def test_spec_and_listing_import_no_model_library():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "encodec" in run.stdout
+
+
+class _Payload:
+    """Not a tensor: unpickling it would run arbitrary code in a hostile file."""
+
+
+def test_hub_cache_is_read_with_weights_only(model24, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / "encodec_24khz-d7cc33bc.th"
+    cached.parent.mkdir(parents=True)
+    # The real format, a plain state dict of tensors, loads with weights_only=True ...
+    torch.save(model24.state_dict(), cached)
+    wave = _signal(1.0, 24000, seed=8)
+    ext = make_extractor("encodec", {"model": "24khz"})
+    assert torch.equal(ext(wave, 24000), _ext(model24)(wave, 24000))
+    # ... and a cached file holding any other object is refused instead of unpickled.
+    torch.save({"model": _Payload()}, cached)
+    with pytest.raises(WeightsNotFoundError, match="Weights only load failed|WeightsUnpickler|Unsupported global"):
+        make_extractor("encodec", {"model": "24khz"}).ensure_loaded()

@@ -281,3 +281,15 @@ def test_spec_imports_no_model_library():
             "print('|'.join(specs), any(m in sys.modules for m in ('transformers', 'torchaudio', 'torch')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "float 768-d @ 50 Hz|float 1024-d @ 50 Hz|index 2x320 @ 50 Hz False"
+
+
+class _Payload:
+    """Not a tensor: unpickling it would run arbitrary code in a hostile file."""
+
+
+def test_hub_cache_is_read_with_weights_only(tmp_path, chirp):
+    # A cached download holding anything but tensors is refused instead of unpickled.
+    torch.save({"model": _Payload()}, tmp_path / "wavlm_base_plus.pth")
+    ext = Wav2Vec2(Wav2Vec2Params(model="wavlm_base_plus", cache_dir=str(tmp_path)))
+    with pytest.raises(WeightsNotFoundError, match="Weights only load failed|WeightsUnpickler|Unsupported global"):
+        ext(_speech_like(0.5, chirp), SR)
