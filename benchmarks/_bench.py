@@ -129,11 +129,12 @@ class Loaded:
 
 
 def load(config: Path) -> Loaded:
-    """Read the CSV corpus the way ``minecli run`` does: prepare, align, normalise."""
-    from minecli.core.pipeline import build_banks, prepare
+    """Read a corpus the way ``minecli run`` does: prepare, extract what the cache lacks, align, normalise."""
+    from minecli.core.pipeline import build_banks, extract_all, prepare
 
     t0 = time.perf_counter()
     prep = prepare(config)
+    extract_all(prep, progress=False)
     banks, _, _ = build_banks(prep)
     return Loaded(prep, banks, time.perf_counter() - t0)
 

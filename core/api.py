@@ -71,7 +71,7 @@ def split_plan(n_units: int, split: Sequence[float], folds: int, seed: int) -> l
 def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[ArrayLike], *,
                 estimator: str = "mine", x_kind: str | None = None, y_kind: str | None = None,
                 x_vocab_size: int | None = None, y_vocab_size: int | None = None,
-                context: int = 1, normalization: Normalization = "standard",
+                context: int = 1, normalization: Normalization = "auto",
                 split: Sequence[float] = (0.7, 0.1, 0.2), hidden_dims: Sequence[int] = (128, 128),
                 head_x: dict[str, Any] | None = None, head_y: dict[str, Any] | None = None,
                 estimator_params: dict[str, Any] | None = None, n_negatives: int = 4,

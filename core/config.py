@@ -60,8 +60,9 @@ class PairingConfig:
 
     segment_length: int = param(1, help="consecutive frames per training segment; pairs per step = batch_size * segment_length")
     context_frames: int = param(1, help="frames of context around each frame, for both sides (the original context_frame_numbers)")
-    normalization: Literal["none", "minmax", "standard", "robust", "normal_score"] = param(
-        "standard", help="float-stream normalisation, statistics from the train split only")
+    normalization: Literal["auto", "none", "minmax", "standard", "robust", "normal_score"] = param(
+        "auto", help="float-stream normalisation from train statistics: auto gives normal scores (rank, then "
+        "Phi^-1) to heavy-tailed dimensions (kurtosis > 6) and standard scores to the rest")
     x_repeat: int | Literal["auto"] = param("auto", help="repeat each x frame N times; 'auto' aligns by frame rate")
     y_repeat: int | Literal["auto"] = param("auto", help="repeat each y frame N times; 'auto' aligns by frame rate")
     max_length_diff: int = param(5, help="drop an utterance whose aligned lengths differ by more frames than this")

