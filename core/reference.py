@@ -31,7 +31,7 @@ from .spec import StreamSpec
 # Fitting cost grows with D^2 frames + D^3 and LDA's encoding with V D: beyond these the reference is
 # skipped (a neural critic is the tool there anyway).
 MAX_FLOAT_WIDTH = 2048
-MAX_LDA_VOCAB = 4096
+MAX_LDA_VOCAB = 8192  # S3 tokens (6,561) included
 MAX_TABLE_CELLS = 4_000_000
 FIT_FRAMES = 100_000
 RIDGES = (1e-4, 1e-3, 1e-2, 1e-1)
