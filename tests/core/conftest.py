@@ -23,6 +23,16 @@ def tone(n_samples: int, seed: int) -> np.ndarray:
 
 
 @pytest.fixture
+def installed_plugins():
+    """Each test starts from the installed plugins and leaves no registry behind."""
+    from minecli.core.registry import reset_registry
+
+    reset_registry(None)
+    yield
+    reset_registry(None)
+
+
+@pytest.fixture
 def audio_dataset(tmp_path) -> dict[str, Any]:
     """WAV files for train/valid/test and one filelist per split (relative paths, as users write them)."""
     import soundfile as sf

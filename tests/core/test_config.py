@@ -6,15 +6,10 @@ import yaml
 
 from minecli.core.config import RunConfig, SECTIONS, apply_overrides, load_config, resolved_document
 from minecli.core.errors import ConfigError, MinecliError
-from minecli.core.registry import get_extractor_class, get_registry, reset_registry
+from minecli.core.registry import get_extractor_class, get_registry
 
 
-@pytest.fixture(autouse=True)
-def installed_plugins():
-    """The installed plugins only: no registry left over from another test."""
-    reset_registry(None)
-    yield
-    reset_registry(None)
+pytestmark = pytest.mark.usefixtures("installed_plugins")
 
 
 @pytest.fixture

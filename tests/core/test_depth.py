@@ -8,17 +8,12 @@ import pytest
 
 from minecli.core.depth import depth_rows, run_depth
 from minecli.core.errors import ConfigError
-from minecli.core.registry import reset_registry
 from minecli.testing import invoke_cli as invoke
 
 LOG4 = math.log(4)
 
 
-@pytest.fixture(autouse=True)
-def installed_plugins():
-    reset_registry(None)
-    yield
-    reset_registry(None)
+pytestmark = pytest.mark.usefixtures("installed_plugins")
 
 
 def three_codebooks(rng, split, i):

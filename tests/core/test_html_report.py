@@ -11,16 +11,11 @@ import pytest
 from minecli.core.errors import MinecliError
 from minecli.core.html_report import write_report
 from minecli.core.pipeline import run_config
-from minecli.core.registry import reset_registry
 from minecli.core.sweep import parse_axes, run_sweep
 from minecli.testing import invoke_cli as invoke
 
 
-@pytest.fixture(autouse=True)
-def installed_plugins():
-    reset_registry(None)
-    yield
-    reset_registry(None)
+pytestmark = pytest.mark.usefixtures("installed_plugins")
 
 
 def noisy_copy(rng, split, i):

@@ -8,17 +8,12 @@ import torch
 from minecli.core.errors import ConfigError
 from minecli.core.pairing import lag_in_frames, shift_pair
 from minecli.core.pipeline import build_banks, extract_all, prepare
-from minecli.core.registry import reset_registry
 from minecli.core.sweep import parse_axes, run_sweep
 
 DELAY = 3
 
 
-@pytest.fixture(autouse=True)
-def installed_plugins():
-    reset_registry(None)
-    yield
-    reset_registry(None)
+pytestmark = pytest.mark.usefixtures("installed_plugins")
 
 
 def delayed(rng, split, i):

@@ -25,12 +25,7 @@ from minecli.testing import invoke_cli as invoke
 LN2 = math.log(2.0)
 
 
-@pytest.fixture(autouse=True)
-def installed_plugins():
-    """Each test starts from the installed plugins and leaves no registry behind."""
-    reset_registry(None)
-    yield
-    reset_registry(None)
+pytestmark = pytest.mark.usefixtures("installed_plugins")
 
 
 def aligned_frames(n_samples: int) -> int:

@@ -38,12 +38,7 @@ def tone(n_samples: int, seed: int) -> np.ndarray:
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
 
 
-@pytest.fixture(autouse=True)
-def installed_plugins():
-    """Each test starts from the installed plugins and leaves no registry behind."""
-    reset_registry(None)
-    yield
-    reset_registry(None)
+pytestmark = pytest.mark.usefixtures("installed_plugins")
 
 
 def one_line_error(result, pattern: str) -> str:

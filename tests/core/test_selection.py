@@ -8,16 +8,11 @@ import pytest
 
 from minecli.core.errors import ConfigError, MinecliError
 from minecli.core.pipeline import extract_all, load_side, prepare, run_config
-from minecli.core.registry import reset_registry
 from minecli.core.sweep import parse_axes, run_sweep
 from minecli.plugins.precomputed import Precomputed
 
 
-@pytest.fixture(autouse=True)
-def installed_plugins():
-    reset_registry(None)
-    yield
-    reset_registry(None)
+pytestmark = pytest.mark.usefixtures("installed_plugins")
 
 
 def three_codebooks(rng, split, i):

@@ -9,16 +9,11 @@ import pytest
 
 from minecli.core.errors import ConfigError
 from minecli.core.pipeline import run_config
-from minecli.core.registry import reset_registry
 from minecli.core.sweep import Axis, grid, parse_axes, point_name, run_sweep, split_values
 from minecli.testing import invoke_cli as invoke
 
 
-@pytest.fixture(autouse=True)
-def installed_plugins():
-    reset_registry(None)
-    yield
-    reset_registry(None)
+pytestmark = pytest.mark.usefixtures("installed_plugins")
 
 
 def noisy_copy(rng, split, i):

@@ -7,17 +7,12 @@ import numpy as np
 import pytest
 
 from minecli.core.pipeline import run_config
-from minecli.core.registry import reset_registry
 from minecli.core.units import distinct_frames, sample_units, window_ceilings
 
 LN2 = math.log(2.0)
 
 
-@pytest.fixture(autouse=True)
-def installed_plugins():
-    reset_registry(None)
-    yield
-    reset_registry(None)
+pytestmark = pytest.mark.usefixtures("installed_plugins")
 
 
 @pytest.mark.parametrize("window, repeat, expect", [(1, 1, 1), (3, 1, 3), (1, 2, 1), (2, 2, 2), (3, 2, 2), (5, 2, 3),
