@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from minecli.core.errors import ConfigError, MinecliError
-from minecli.core.pipeline import extract_all, load_side, prepare, run_config
+from minecli.core.pipeline import extract_all, load_side, prepare
 from minecli.core.sweep import parse_axes, run_sweep
 from minecli.plugins.precomputed import Precomputed
 
