@@ -40,6 +40,7 @@ MAX_ADDITIVE_CELLS = 65_536  # token positions x vocabulary: the per-position me
 MAX_ADDITIVE_TABLE = 1 << 24  # ...times the float width: 128 MB of float64 while fitting
 MAX_MIXTURE = 4096  # token tuples in the additive reference's marginal
 ADDITIVE_PSEUDO_FRAMES = (1.0, 10.0)
+ADDITIVE_RIDGES = (1e-3, 1e-1)
 SPREAD_RIDGE = 1e-3  # the class-spread candidates reuse the LDA fit at this ridge
 SPREAD_PSEUDO_FRAMES = (0.5, 3.0)
 
@@ -397,7 +398,7 @@ def _fit_additive(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int, 
                 fitted += tables[i][tokens[:, i]]
         resid = z - fitted
         cov = (resid.T @ resid) / max(1, n - 1)
-        for ridge in (1e-3,):
+        for ridge in ADDITIVE_RIDGES:
             w = _inv_sqrt(cov, ridge)
             wt = tables @ w                                  # [J, V, d] whitened offsets
             means = wt[torch.arange(j), uniq[top]].sum(1)    # [S, d] the mixture's components
