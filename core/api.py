@@ -15,6 +15,7 @@ from .params import parse_params
 from .spec import StreamSpec
 from .trainer import (CriticConfig, EstimatorConfig, HeadConfig, MIResult, TrainConfig, Trainer, entropy_report,
                       result_warnings)
+from .verdict import trainer_suspicions
 
 ArrayLike = Any
 
@@ -176,6 +177,8 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
         base = classical_baseline(everything, spec_x, spec_y)
     warns = result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"],
                             trainer.estimator, est.eval_negatives)
+    for i, (fit, fold_final, _n) in enumerate(fits):
+        warns += [w if folds == 1 else f"fold {i + 1}: {w}" for w in trainer_suspicions(fit, fold_final)]
     seconds = time.perf_counter() - t0
     train_s = sum(t.train_seconds for t, _, _ in fits)
     return MIResult(mi_nats=final["mi_nats"], ci95_nats=final["ci95_nats"], estimator=estimator,

@@ -24,7 +24,7 @@ from .io import write_text
 from .outdir import claim_output_dir
 from .registry import get_extractor_class
 from .spec import StreamSpec
-from .verdict import flag_non_finite, note_inputs, require_finite, result_suspicions
+from .verdict import flag_non_finite, note_inputs, require_finite, trainer_suspicions
 
 SPLITS = ("train", "valid", "test")
 
@@ -358,9 +358,7 @@ def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, sta
     baseline = classical_baseline(banks["test"], prep.specs["x"], prep.specs["y"])
     warns = result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"], trainer.estimator,
                             cfg.estimator.eval_negatives)
-    ref = trainer.reference_report
-    scored_valid = ref["valid_nats"] if ref and ref["selected"] else trainer.best_value  # the critic that scored test
-    warns += result_suspicions(final["mi_nats"], final["ci95_nats"], final["ci_method"], scored_valid, trainer.history)
+    warns += trainer_suspicions(trainer, final)
     doc = {
         "minecli_version": __version__,
         "config_file": str(config),

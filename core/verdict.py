@@ -33,7 +33,7 @@ def result_suspicions(mi: float, ci: tuple[float, float], ci_method: str, best_v
         worst = min(low, key=lambda h: h["valid_mi"])
         out.append(f"training diverged: validation reached {worst['valid_mi']:.4g} nats at step {int(worst['step'])}; "
                    "the estimate comes from the best validated state but may be unreliable. Use "
-                   "pairing.normalization: standard, or lower training.lr")
+                   "pairing.normalization: normal_score (bounded inputs), or lower training.lr")
     if not (math.isfinite(mi) and math.isfinite(best_valid)):
         return out
     bootstrapped = ci_method != "none"
@@ -53,6 +53,13 @@ def result_suspicions(mi: float, ci: tuple[float, float], ci_method: str, best_v
     return out
 
 
+def trainer_suspicions(trainer: Any, final: dict[str, Any]) -> list[str]:
+    """``result_suspicions`` for a trainer's test estimate, against the critic that actually scored it."""
+    ref = trainer.reference_report
+    scored_valid = ref["valid_nats"] if ref and ref["selected"] else trainer.best_value
+    return result_suspicions(final["mi_nats"], final["ci95_nats"], final["ci_method"], scored_valid, trainer.history)
+
+
 def flag_non_finite(doc: dict[str, Any]) -> list[str]:
     """Add a warning for values results.json will hold as null; returns their keys."""
     bad = non_finite_keys({k: v for k, v in doc.items() if k != "config"})
@@ -68,7 +75,7 @@ def require_finite(doc: dict[str, Any], out_dir: Path) -> None:
     if not (isinstance(mi, float) and math.isfinite(mi)):
         raise MinecliError(f"the estimate is not finite ({mi}); {out_dir / 'results.json'} records it as null. Delete "
                            f"{out_dir / 'checkpoints'} (or set output.resume=false) and run again; if it recurs, "
-                           "lower training.lr or use pairing.normalization: standard")
+                           "lower training.lr or use pairing.normalization: normal_score")
 
 
 def note_inputs(doc: dict[str, Any], skipped: list[str], conversions: list[str | None], out_dir: Path) -> None:

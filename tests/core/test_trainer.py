@@ -171,3 +171,20 @@ def test_same_seed_same_number():
     a = minecli.estimate_mi(x, y, hidden_dims=[16], steps=100, seed=7, baseline=False, **FAST)
     b = minecli.estimate_mi(x, y, hidden_dims=[16], steps=100, seed=7, baseline=False, **FAST)
     assert a.mi_nats == b.mi_nats and a.ci95_nats == b.ci95_nats
+
+
+def test_estimate_mi_warns_when_the_test_value_falls_far_below_validation(monkeypatch):
+    """The Python API carries the same warning as a run: a collapsed test value is never silent."""
+    real = Trainer.estimate
+
+    def collapsed(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        lo, hi = out["ci95_nats"]
+        return {**out, "mi_nats": out["mi_nats"] - 1.0, "ci95_nats": (lo - 1.0, hi - 1.0)}
+
+    monkeypatch.setattr(Trainer, "estimate", collapsed)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 2)).astype(np.float32)
+    y = (x + 0.5 * rng.standard_normal((3000, 2))).astype(np.float32)
+    r = minecli.estimate_mi(x, y, steps=200, validate_every=50, progress=False, baseline=False)
+    assert any("far below the validation value" in w for w in r.warnings), r.warnings
