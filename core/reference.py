@@ -10,7 +10,8 @@ likelihood (with a little regularisation):
   class with a shared covariance: T(k, y) = log N(y; mu_k, S) - log sum_j pi_j N(y; mu_j, S).
 - ``spread`` (beside each ``lda`` fit at one ridge): the same classes, each with an isotropic spread of
   its own in LDA's whitened space, shrunk towards the pooled one for rare tokens.
-- ``table`` (single tokens on both sides): the add-alpha smoothed joint table.
+- ``table`` (single tokens on both sides): the add-alpha smoothed joint table, and each conditional
+  table smoothed towards the other side's marginal.
 
 A reference critic is a fixed function, so its held-out bound is as valid a lower bound as the
 trained critic's. The trainer scores each candidate on the same validation protocol as the trained
@@ -36,6 +37,7 @@ MAX_TABLE_CELLS = 4_000_000
 FIT_FRAMES = 100_000
 RIDGES = (1e-4, 1e-3, 1e-2, 1e-1)
 ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+MARGINAL_PSEUDO_COUNTS = (4.0, 16.0, 64.0)
 MAX_ADDITIVE_CELLS = 65_536  # token positions x vocabulary: the per-position mean tables...
 MAX_ADDITIVE_TABLE = 1 << 24  # ...times the float width: 128 MB of float64 while fitting
 MAX_MIXTURE = 4096  # token tuples in the additive reference's marginal
@@ -235,15 +237,17 @@ class AdditiveReference(LdaReference):
 class TableReference(ReferenceCritic):
     """The add-alpha smoothed joint table of two token streams."""
 
-    def __init__(self, log_ratio: torch.Tensor, alpha: float) -> None:
+    def __init__(self, log_ratio: torch.Tensor, alpha: float, towards: str = "uniform") -> None:
         super().__init__()
         self.register_buffer("log_ratio", log_ratio.float())  # [Vx, Vy]
-        self.alpha = alpha
+        self.alpha, self.towards = alpha, towards
 
     def describe(self) -> str:
         """One line for summaries."""
         vx, vy = self.log_ratio.shape
-        return f"table reference (closed form: {vx}x{vy} joint counts smoothed by add-{self.alpha:g})"
+        how = (f"add-{self.alpha:g}" if self.towards == "uniform" else
+               f"{self.alpha:g} pseudo-counts of the marginal of {self.towards} in each row")
+        return f"table reference (closed form: {vx}x{vy} joint counts smoothed by {how})"
 
     def encode_x(self, x: torch.Tensor) -> torch.Tensor:
         """The tokens ``[N]``."""
@@ -415,4 +419,12 @@ def _fit_table(x: torch.Tensor, y: torch.Tensor, vx: int, vy: int) -> list[Refer
         p = counts + alpha
         log_ratio = p.log() - p.sum(1, keepdim=True).log() - p.sum(0, keepdim=True).log() + math.log(float(p.sum()))
         out.append(TableReference(log_ratio, alpha))
+    # Smoothing towards the other side's marginal (a Dirichlet prior centred on it): a rare token's
+    # row falls back to how often each token occurs at all, not to a uniform guess; with Zipf-like
+    # marginals that is what the data support.
+    for given, c in (("x", counts), ("y", counts.T)):
+        other = (c.sum(0) + 0.5) / (c.sum() + 0.5 * c.shape[1])
+        for beta in MARGINAL_PSEUDO_COUNTS:
+            ratio = ((c + beta * other) / ((c.sum(1, keepdim=True) + beta) * other)).log()
+            out.append(TableReference(ratio if given == "x" else ratio.T, beta, "y" if given == "x" else "x"))
     return out
