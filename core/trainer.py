@@ -59,7 +59,8 @@ class CriticConfig:
                                           "below 1 the structured terms fit first and the MLP adds what they miss")
     reference: bool = param(True, help="also fit the closed-form critic of the pairing's classical model on the train "
                                        "split (jointly Gaussian float streams, Gaussian classes for single tokens "
-                                       "against floats, a smoothed table for two token streams); it gives the "
+                                       "against floats, additive token means for several tokens against floats, "
+                                       "a smoothed table for two token streams); it gives the "
                                        "estimate unless the trained critic validates higher by more than one "
                                        "standard error, and training stops once it cannot catch up")
     form: Literal["auto", "mlp", "classifier"] = param(
