@@ -34,8 +34,9 @@ class Shard:
         return sorted(order[self.index::self.count])
 
     def within(self, outer: "Shard") -> "Shard":
-        """This rank's share of a job-array shard: shard i/n split over W ranks is (i*W + rank)/(n*W)."""
-        return Shard(outer.index * self.count + self.index, outer.count * self.count)
+        """This rank's share of a job-array shard: shard i/n split over W ranks is (i + n*rank)/(n*W), so
+        the ranks together take exactly the files of shard i/n."""
+        return Shard(outer.index + outer.count * self.index, outer.count * self.count)
 
     def describe(self) -> str:
         """'shard i/n'."""
