@@ -24,10 +24,10 @@ from .io import write_text
 from .outdir import claim_output_dir
 from .registry import get_extractor_class
 from .spec import StreamSpec
+from .verdict import flag_non_finite, note_inputs, require_finite, result_suspicions
 
 if TYPE_CHECKING:
     from .distributed import Shard
-from .verdict import flag_non_finite, note_inputs, require_finite, result_suspicions
 
 SPLITS = ("train", "valid", "test")
 
@@ -185,6 +185,7 @@ def _audio_loader(spec: StreamSpec) -> Any:
 def _extract_side(prep: Prepared, side: str, progress: bool, share: "Shard") -> dict[str, Any]:
     """Fill the cache for one side over all splits, for this process's share of the files; returns counts."""
     from .cache import FeatureStore
+    from .distributed import barrier, launched
 
     # Selections (first k codebooks, one codebook) are cut at load from the full output, cached once.
     ext = prep.extractors[side].full()
@@ -192,7 +193,14 @@ def _extract_side(prep: Prepared, side: str, progress: bool, share: "Shard") -> 
     if prep.source == "csv":
         return {"extracted": 0, "cached": 0, "source": "csv"}
     train_audio = [it.audio for it in prep.items["train"] if it.audio]
-    ext.fit(train_audio, str(prep.cache_dir))
+    # Under torchrun rank 0 fits first (a codebook, a phone map) and saves it under the cache; the
+    # other ranks then find it there instead of fitting the same thing again at the same time.
+    first = launched().index == 0
+    if first:
+        ext.fit(train_audio, str(prep.cache_dir))
+    barrier()
+    if not first:
+        ext.fit(train_audio, str(prep.cache_dir))
     store = FeatureStore(prep.cache_dir, ext)
     jobs = []
     for split in SPLITS:
