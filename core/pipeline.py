@@ -257,8 +257,11 @@ def extract_all(prep: Prepared, sides: tuple[str, ...] = ("x", "y"), progress: b
     `shard` (``--shard i/n``) extracts every n-th file only; under torchrun each rank takes its share
     of that, the ranks wait for each other, and the counts are those of all ranks together.
     """
-    from .distributed import barrier, gather, launched
+    from .distributed import barrier, gather, init_group, launched
 
+    # run_config and extract_config have joined (and will leave) the group; a direct caller under
+    # torchrun joins here, or its ranks could not wait for each other.
+    init_group()
     share = launched().within(shard) if shard is not None else launched()
     counts = {side: _extract_side(prep, side, progress, share) for side in sides}
     # Every rank must be done before any pairs (reads) the cache.
@@ -377,7 +380,7 @@ def validate_config(config: str | os.PathLike[str], overrides: list[str] | None 
 def extract_config(config: str | os.PathLike[str], overrides: list[str] | None = None, side: str = "both",
                    shard: "str | Shard | None" = None) -> str:
     """Only fill the feature cache (this job's shard of it with `shard` 'i/n'); returns a human summary."""
-    from .distributed import close_group, init_group, parse_shard
+    from .distributed import close_group, init_group, launched, parse_shard
 
     if isinstance(shard, str):
         shard = parse_shard(shard)
@@ -385,7 +388,9 @@ def extract_config(config: str | os.PathLike[str], overrides: list[str] | None =
     sides = ("x", "y") if side == "both" else (side,)
     created = init_group()
     try:
-        counts = extract_all(prep, sides, progress=prep.cfg.training.progress, shard=shard)
+        # One progress bar, rank 0's, rather than one per rank interleaved on the terminal.
+        progress = prep.cfg.training.progress and launched().index == 0
+        counts = extract_all(prep, sides, progress=progress, shard=shard)
     finally:
         close_group(created)
     where = f" ({shard.describe()})" if shard is not None and shard.count > 1 else ""

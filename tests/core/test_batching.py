@@ -58,3 +58,27 @@ def test_one_gpu_per_local_rank(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "3")
     with pytest.raises(ConfigError, match="cuda:3 does not exist .* at most 2 processes per node"):
         resolve_device("cuda")
+
+
+def test_each_rank_extracts_on_its_own_gpu_in_larger_batches(monkeypatch):
+    from minecli import make_extractor
+    from minecli.core.config import ExtractionConfig
+    from minecli.core.pipeline import _batching, _place
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    mel = make_extractor("mel", {})
+    _place(mel, ExtractionConfig(), "x")
+    assert mel.device == torch.device("cuda", 3)
+    assert _batching(mel, ExtractionConfig(), mel.spec()) == (16, 320 * 16000)
+    assert _batching(mel, ExtractionConfig(batch_size=5, max_batch_seconds=2), mel.spec()) == (5, 32000)
+    encodec = make_extractor("encodec", {})
+    _place(encodec, ExtractionConfig(), "x")
+    assert _batching(encodec, ExtractionConfig(), encodec.spec())[0] == 16  # CPU choice 1, GPU at least 16
+    # a stream's own device param wins over extraction.device
+    w2v = make_extractor("wav2vec2", {"device": "cpu"})
+    _place(w2v, ExtractionConfig(device="cuda"), "y")
+    assert w2v.device == torch.device("cpu")
+    assert _batching(w2v, ExtractionConfig(), w2v.spec())[0] == 8
