@@ -163,10 +163,21 @@ def test_two_gloo_processes_fill_the_same_cache_as_one(run_config_file, tmp_path
     assert lo <= doc["mi_nats"] <= hi
 
 
-def test_two_processes_run_extract_with_a_shard_each(run_config_file, tmp_path):
+def test_torchrun_ranks_split_one_array_task(run_config_file, tmp_path):
+    """torchrun itself (2 ranks) on shard 0/2, a plain process on shard 1/2: together every file once."""
     config = run_config_file()
-    ranks = _ranks(["extract", str(config)], 2, tmp_path)
-    for proc in ranks:
-        assert "by 2 processes" in proc.stdout
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO.parent)}
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
+                           str(_free_port()), "-m", "minecli", "extract", str(config), "--shard", "0/2"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("x:")]
+    assert len(lines) == 2 and all("by 2 processes (shard 0/2)" in ln for ln in lines)
+    first = int(lines[0].split(": ")[2].split()[0])
+    second = int(extract_config(config, [], shard="1/2").splitlines()[0].split(": ")[2].split()[0])
+    assert first > 0 and second > 0
     result = run_config(config)
     assert all(result.document["extraction"][s]["extracted"] == 0 for s in ("x", "y"))
+    assert first + second == result.document["extraction"]["x"]["cached"]
