@@ -34,10 +34,9 @@ def _centred_reference(ext, x):
 def test_input_long_enough_for_reflect_padding_is_unchanged(name):
     ext = make_extractor(name, {"n_fft": 512})
     x = torch.randn(1, 3000, generator=torch.Generator().manual_seed(0))
-    got, expected = ext(x, 16000), _centred_reference(ext, x[0])
-    assert got.shape == expected.shape
-    # The same frames through one FFT call or another: equal up to float32 rounding.
-    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5)
+    # One utterance: the padding done by hand and torch's own centring give the same bits, so
+    # features extracted before batching existed are exactly what extraction gives now.
+    assert torch.equal(ext(x, 16000), _centred_reference(ext, x[0]))
 
 
 @pytest.mark.parametrize("name", ["mel", "complex_spec"])
