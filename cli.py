@@ -169,6 +169,9 @@ def run(config: str, overrides: tuple[str, ...], as_json: bool) -> None:
     from .core.pipeline import run_config
 
     result = run_config(config, list(overrides))
+    if not result.primary:  # a torchrun rank other than 0: rank 0 prints the result
+        click.echo(f"minecli: {result.summary}", err=True)
+        return
     if as_json:
         from .core.io import dumps_strict
 
@@ -191,11 +194,18 @@ def validate(config: str, overrides: tuple[str, ...]) -> None:
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
 @click.option("--side", type=click.Choice(["x", "y", "both"]), default="both", help="which stream to extract")
-def extract(config: str, overrides: tuple[str, ...], side: str) -> None:
-    """Only extract (and cache) the features CONFIG needs; resumable."""
+@click.option("--shard", metavar="I/N", help="extract only shard I of N (0-based; every N-th file), e.g. one task "
+              "of a job array; the shards together fill the cache that 'minecli run' then reads")
+def extract(config: str, overrides: tuple[str, ...], side: str, shard: str | None) -> None:
+    """Only extract (and cache) the features CONFIG needs; resumable.
+
+    Several processes may fill one cache at once: job-array tasks with --shard i/n, or the ranks of
+    'torchrun --nproc_per_node=N -m minecli extract CONFIG', which split the files between them.
+    """
+    from .core.distributed import parse_shard
     from .core.pipeline import extract_config
 
-    click.echo(extract_config(config, list(overrides), side))
+    click.echo(extract_config(config, list(overrides), side, parse_shard(shard) if shard is not None else None))
 
 
 @cli.command()

@@ -3,6 +3,10 @@
 Layout: ``<cache_dir>/<extractor>-<fingerprint>/shard-*.safetensors``. A shard holds many utterances,
 each under the key of its audio file's identity (absolute path, size, modification time). Shards are
 written atomically every few utterances, so an interrupted extraction resumes where it stopped.
+
+Several processes may fill one cache at once (job-array shards, torchrun ranks, on a shared
+filesystem): each writes shards of its own under a unique name, by rename, so a reader sees whole
+shards or none, and the index is the union of whatever shards exist when it is read.
 """
 from __future__ import annotations
 
@@ -86,12 +90,17 @@ class FeatureStore:
 
     def extract(self, paths: Sequence[str], keys: Sequence[str], load_wave: Callable[[str], np.ndarray] | None,
                 desc: str, progress: bool = True, flush_every: int = 64, flush_seconds: float = 60.0,
-                skipped: list[str] | None = None) -> int:
+                skipped: list[str] | None = None, batch_size: int | None = None,
+                max_batch_samples: int | None = None) -> int:
         """Extract every path whose key is missing; returns how many were extracted.
 
+        Files are read a window at a time and their utterances batched by length (at most
+        `batch_size`, default the extractor's, and `max_batch_samples` of padded audio per batch).
         With a `skipped` list, an audio file that cannot be read is appended to it and left out
         instead of stopping the extraction.
         """
+        from .batching import length_buckets
+
         todo = self.missing(keys)
         if not todo:
             return 0
@@ -106,10 +115,12 @@ class FeatureStore:
         pending: dict[str, torch.Tensor] = {}
         n_skipped = 0
         last_flush = time.monotonic()
-        batch = max(1, int(getattr(ext, "batch_size", 1)))
+        batch = max(1, int(batch_size or getattr(ext, "batch_size", 1)))
+        # Sorting by length within a window of files keeps padding small without reading every file first.
+        window = max(flush_every, 4 * batch)
         try:
-            for s in range(0, len(todo), batch):
-                chunk = todo[s:s + batch]
+            for s in range(0, len(todo), window):
+                chunk = todo[s:s + window]
                 chunk_paths = [paths[i] for i in chunk]
                 if load_wave is not None:
                     waves, readable = [], []
@@ -127,35 +138,45 @@ class FeatureStore:
                     if bar is not None:
                         bar.update(len(chunk) - len(readable))
                     chunk = readable
-                    chunk_paths = [paths[i] for i in chunk]
                     if not chunk:
                         continue
                 else:
-                    waves = [torch.zeros(spec.channels, 0) for _ in chunk_paths]
-                try:
-                    outs = ext.extract_batch(waves, spec.sample_rate or 0, list(chunk_paths))
-                except MinecliError:
-                    raise
-                except SystemExit as exc:
-                    raise MinecliError(f"extractor '{ext.name}' called sys.exit({exc.code!r}) on {chunk_paths[0]}; "
-                                       "report this to the plugin's authors") from None
-                except Exception as exc:
-                    names = ", ".join(chunk_paths[:3])
-                    raise MinecliError(f"extractor '{ext.name}' failed on {names}: {type(exc).__name__}: {exc}") from exc
-                for i, out in zip(chunk, outs):
-                    pending[keys[i]] = _check_output(out, spec, ext.name, paths[i])
-                if bar is not None:
-                    bar.update(len(chunk))
-                if len(pending) >= flush_every or time.monotonic() - last_flush > flush_seconds:
-                    self._write_shard(pending)
-                    pending = {}
-                    last_flush = time.monotonic()
+                    waves = [torch.zeros(spec.channels, 0) for _ in chunk]
+                for bucket in length_buckets([w.shape[-1] for w in waves], batch, max_batch_samples):
+                    members = [chunk[j] for j in bucket]
+                    outs = self._run(ext, [waves[j] for j in bucket], spec, [paths[i] for i in members])
+                    for i, out in zip(members, outs):
+                        pending[keys[i]] = _check_output(out, spec, ext.name, paths[i])
+                    if bar is not None:
+                        bar.update(len(members))
+                    if len(pending) >= flush_every or time.monotonic() - last_flush > flush_seconds:
+                        self._write_shard(pending)
+                        pending = {}
+                        last_flush = time.monotonic()
         finally:
             # Whatever was extracted before an interruption is kept.
             self._write_shard(pending)
             if bar is not None:
                 bar.close()
         return len(todo) - n_skipped
+
+    @staticmethod
+    def _run(ext: Extractor, waves: list[torch.Tensor], spec: Any, names: list[str]) -> list[Any]:
+        """One extract_batch call, its failures turned into one-line errors naming the files."""
+        try:
+            outs = ext.extract_batch(waves, spec.sample_rate or 0, list(names))
+        except MinecliError:
+            raise
+        except SystemExit as exc:
+            raise MinecliError(f"extractor '{ext.name}' called sys.exit({exc.code!r}) on {names[0]}; "
+                               "report this to the plugin's authors") from None
+        except Exception as exc:
+            raise MinecliError(f"extractor '{ext.name}' failed on {', '.join(names[:3])}: "
+                               f"{type(exc).__name__}: {exc}") from exc
+        if len(outs) != len(waves):
+            raise MinecliError(f"extractor '{ext.name}' returned {len(outs)} outputs for {len(waves)} utterances "
+                               f"({', '.join(names[:3])}); extract_batch must return one per utterance")
+        return list(outs)
 
     def load(self, keys: Sequence[str]) -> list[torch.Tensor]:
         """The cached tensors for keys (all must be present)."""

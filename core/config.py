@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +43,29 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.max_files is not None and self.max_files < 1:
             raise ValueError(f"data.max_files must be a positive number of files (or null for all), not {self.max_files}")
+
+
+_DEVICE_NAME = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """Where and in what batches the extractors run; none of it changes the features or the cache."""
+
+    device: str = param("auto", help="'auto' (CUDA when present, else the CPU), 'cpu', 'cuda' or 'cuda:N'; under "
+                                     "torchrun auto and cuda mean cuda:LOCAL_RANK")
+    batch_size: int | None = param(None, help="utterances per forward pass (null: the extractor's own choice on the "
+                                              "CPU, at least 16 on a GPU); utterances of similar length are batched")
+    max_batch_seconds: float = param(320.0, help="most seconds of padded audio in one batch (batch size x the "
+                                                 "longest utterance); a longer utterance goes alone")
+
+    def __post_init__(self) -> None:
+        if not _DEVICE_NAME.match(str(self.device).strip().lower()):
+            raise ValueError(f"extraction.device {self.device!r} is not a device; use auto, cpu, cuda or cuda:N")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"extraction.batch_size must be at least 1 (or null), not {self.batch_size}")
+        if not self.max_batch_seconds > 0:
+            raise ValueError(f"extraction.max_batch_seconds must be positive, not {self.max_batch_seconds}")
 
 
 @dataclass(frozen=True)
@@ -98,6 +122,7 @@ class RunConfig:
     x: StreamConfig = param(help="the first stream")
     y: StreamConfig = param(help="the second stream")
     data: DataConfig = param(DataConfig(), help="splits")
+    extraction: ExtractionConfig = param(ExtractionConfig(), help="device and batches of the extractors")
     pairing: PairingConfig = param(PairingConfig(), help="alignment and normalisation")
     estimator: EstimatorConfig = param(EstimatorConfig(), help="the bound")
     critic: CriticConfig = param(CriticConfig(), help="the critic network")
@@ -110,7 +135,7 @@ class RunConfig:
                 self.y.context_frames or self.pairing.context_frames)
 
 
-SECTIONS = ("data", "x", "y", "pairing", "estimator", "critic", "training", "output")
+SECTIONS = ("data", "extraction", "x", "y", "pairing", "estimator", "critic", "training", "output")
 
 
 def _parse_value(text: str) -> Any:

@@ -51,12 +51,18 @@ class Extractor(Plugin):
     needs_path: ClassVar[bool] = False
     #: False when the extractor never looks at the waveform (the pipeline then skips reading audio)
     reads_audio: ClassVar[bool] = True
-    #: how many utterances a good batch holds for ``extract_batch``
+    #: how many utterances a good batch holds for ``extract_batch`` on the CPU (extraction.batch_size
+    #: overrides it; on a GPU the pipeline uses at least 16)
     batch_size: ClassVar[int] = 1
+    #: params that choose where or how fast the output is computed, never what it is (a device): the
+    #: fingerprint holds them at the given values, so changing them keeps the cache
+    runtime_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, params: Any = None) -> None:
         self.params = params if params is not None else self.Params()
         self._loaded = False
+        #: where ``load()``'s modules live and ``extract_batch`` computes; set through ``place``
+        self.device: Any = "cpu"
 
     @abstractmethod
     def spec(self) -> StreamSpec:
@@ -66,10 +72,24 @@ class Extractor(Plugin):
         """Import model libraries and load weights; called once, lazily."""
 
     def ensure_loaded(self) -> None:
-        """Call load() once."""
+        """Call load() once, then move its modules to the device."""
         if not self._loaded:
             self.load()
+            for module in self.modules():
+                module.to(self.device)
             self._loaded = True
+
+    def modules(self) -> list["nn.Module"]:
+        """The torch modules ``load()`` built, which ``place`` moves to the device (default: none)."""
+        return []
+
+    def place(self, device: "torch.device | str") -> "Extractor":
+        """Run on `device` from now on (modules already loaded move there); returns self."""
+        self.device = device
+        if self._loaded:
+            for module in self.modules():
+                module.to(device)
+        return self
 
     @abstractmethod
     def __call__(self, wave: "torch.Tensor", sample_rate: int, path: str | None = None) -> "torch.Tensor":
@@ -113,6 +133,7 @@ class Extractor(Plugin):
         if params == self.params:
             return self
         ext = type(self)(params)
+        ext.device = self.device
         if getattr(self, "_model", None) is not None:  # a model given through from_model is shared
             ext._model = self._model  # type: ignore[attr-defined]
         return ext
@@ -123,8 +144,10 @@ class Extractor(Plugin):
 
     def fingerprint(self) -> str:
         """A short hash of everything that determines the output: name, version and params."""
-        blob = json.dumps({"name": self.name, "version": self.version,
-                           "params": params_to_dict(self.params)}, sort_keys=True, default=str)
+        params = params_to_dict(self.params)
+        params.update({k: v for k, v in self.runtime_params.items() if k in params})
+        blob = json.dumps({"name": self.name, "version": self.version, "params": params},
+                          sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def fit(self, train_paths: list[str], cache_dir: str) -> None:
@@ -162,6 +185,12 @@ class ModelExtractor(Extractor):
         """The underlying model, built and loaded on first access."""
         self.ensure_loaded()
         return self._model
+
+    def modules(self) -> list["nn.Module"]:
+        """The model, when it is a torch module (moved to the device after loading)."""
+        from torch import nn
+
+        return [self._model] if isinstance(self._model, nn.Module) else []
 
     @staticmethod
     def offline() -> bool:

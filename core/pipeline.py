@@ -10,7 +10,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -25,6 +25,9 @@ from .outdir import claim_output_dir
 from .registry import get_extractor_class
 from .spec import StreamSpec
 from .verdict import flag_non_finite, note_inputs, require_finite, trainer_suspicions
+
+if TYPE_CHECKING:
+    from .distributed import Shard
 
 SPLITS = ("train", "valid", "test")
 
@@ -46,6 +49,8 @@ class RunResult:
     document: dict[str, Any]
     summary: str
     output_dir: Path
+    #: False on torchrun ranks other than 0, which only extract; rank 0 writes the results
+    primary: bool = True
 
 
 @dataclass
@@ -177,9 +182,10 @@ def _audio_loader(spec: StreamSpec) -> Any:
     return lambda path: load_for(path, spec.sample_rate, spec.channels)
 
 
-def _extract_side(prep: Prepared, side: str, progress: bool) -> dict[str, Any]:
-    """Fill the cache for one side over all splits; returns counts."""
+def _extract_side(prep: Prepared, side: str, progress: bool, share: "Shard") -> dict[str, Any]:
+    """Fill the cache for one side over all splits, for this process's share of the files; returns counts."""
     from .cache import FeatureStore
+    from .distributed import barrier, launched
 
     # Selections (first k codebooks, one codebook) are cut at load from the full output, cached once.
     ext = prep.extractors[side].full()
@@ -187,35 +193,101 @@ def _extract_side(prep: Prepared, side: str, progress: bool) -> dict[str, Any]:
     if prep.source == "csv":
         return {"extracted": 0, "cached": 0, "source": "csv"}
     train_audio = [it.audio for it in prep.items["train"] if it.audio]
-    ext.fit(train_audio, str(prep.cache_dir))
+    # Under torchrun rank 0 fits first (a codebook, a phone map) and saves it under the cache; the
+    # other ranks then find it there instead of fitting the same thing again at the same time.
+    first = launched().index == 0
+    if first:
+        ext.fit(train_audio, str(prep.cache_dir))
+    barrier()
+    if not first:
+        ext.fit(train_audio, str(prep.cache_dir))
     store = FeatureStore(prep.cache_dir, ext)
+    jobs = []
+    for split in SPLITS:
+        every = [it.audio for it in prep.items[split]]
+        paths = [every[i] for i in share.take(every)]  # type: ignore[arg-type]
+        jobs.append((split, paths, [_cache_key(ext, p) for p in paths]))  # type: ignore[arg-type]
+    if any(store.missing(keys) for _, _, keys in jobs):
+        # The device is resolved only when something is left to extract: a cache filled on GPU nodes
+        # is used as is on a machine without one.
+        _place(ext, prep.cfg.extraction, side)
+    batch_size, max_samples = _batching(ext, prep.cfg.extraction, spec)
     extracted = total = 0
     skipped: list[str] | None = [] if prep.cfg.data.on_error == "skip" else None
-    for split in SPLITS:
-        paths = [it.audio for it in prep.items[split]]
-        keys = [_cache_key(ext, p) for p in paths]  # type: ignore[arg-type]
+    loader = _audio_loader(spec) if getattr(ext, "reads_audio", True) else None
+    for split, paths, keys in jobs:
         total += len(keys)
-        loader = _audio_loader(spec) if getattr(ext, "reads_audio", True) else None
-        extracted += store.extract(paths, keys, loader, desc=f"extract {side}:{ext.name} [{split}]",  # type: ignore[arg-type]
-                                   progress=progress, skipped=skipped)
+        extracted += store.extract(paths, keys, loader, desc=f"extract {side}:{ext.name} [{split}]",
+                                   progress=progress, skipped=skipped, batch_size=batch_size,
+                                   max_batch_samples=max_samples)
     counts: dict[str, Any] = {"extracted": extracted, "cached": total - extracted - len(skipped or []),
                               "store": str(store.dir)}
     if skipped:
         counts["skipped"] = skipped
-    if getattr(ext, "reads_audio", True):
+    if getattr(ext, "reads_audio", True) and share.index == 0:
         counts["conversion"] = conversion_note([it.audio for s in SPLITS for it in prep.items[s] if it.audio],
                                                spec.sample_rate, spec.channels, side)
     return counts
 
 
-def extract_all(prep: Prepared, sides: tuple[str, ...] = ("x", "y"), progress: bool = True) -> dict[str, Any]:
-    """Extract (or find cached) features of every split for the given sides; skipped files leave every split."""
-    counts = {side: _extract_side(prep, side, progress) for side in sides}
+def _place(ext: Extractor, cfg: Any, side: str) -> None:
+    """Put the extractor on its device: its own ``device`` param when set, else extraction.device."""
+    from .devices import resolve_device
+
+    own = getattr(ext.params, "device", None)
+    ext.place(resolve_device(own or cfg.device, f"{side}.params.device" if own else "extraction.device"))
+
+
+def _batching(ext: Extractor, cfg: Any, spec: StreamSpec) -> tuple[int, int | None]:
+    """Utterances per batch and padded samples per batch for one extractor."""
+    import torch
+
+    on_gpu = torch.device(ext.device).type == "cuda"
+    # The extractors' own batch sizes are measured on CPUs, where batching gains little; a GPU is
+    # busy only with larger batches, which max_batch_seconds keeps within its memory.
+    size = cfg.batch_size or (max(int(ext.batch_size), 16) if on_gpu else int(ext.batch_size))
+    samples = int(cfg.max_batch_seconds * spec.sample_rate) if spec.sample_rate else None
+    return size, samples
+
+
+def extract_all(prep: Prepared, sides: tuple[str, ...] = ("x", "y"), progress: bool = True,
+                shard: "Shard | None" = None) -> dict[str, Any]:
+    """Extract (or find cached) features of every split for the given sides; skipped files leave every split.
+
+    `shard` (``--shard i/n``) extracts every n-th file only; under torchrun each rank takes its share
+    of that, the ranks wait for each other, and the counts are those of all ranks together.
+    """
+    from .distributed import barrier, gather, init_group, launched
+
+    # run_config and extract_config have joined (and will leave) the group; a direct caller under
+    # torchrun joins here, or its ranks could not wait for each other.
+    init_group()
+    share = launched().within(shard) if shard is not None else launched()
+    counts = {side: _extract_side(prep, side, progress, share) for side in sides}
+    # Every rank must be done before any pairs (reads) the cache.
+    barrier()
+    counts = _merge_counts(gather(counts))
     skipped = {p for c in counts.values() for p in c.get("skipped", [])}
     if skipped:
         prep.items = {s: [it for it in items if it.audio not in skipped] for s, items in prep.items.items()}
         prep.stats["skipped"] = sorted(skipped)
     return counts
+
+
+def _merge_counts(per_rank: list[dict[str, Any]]) -> dict[str, Any]:
+    """One rank's counts, or the sum of several ranks' (rank 0 keeps its notes)."""
+    merged = {side: dict(c) for side, c in per_rank[0].items()}
+    for other in per_rank[1:]:
+        for side, c in other.items():
+            m = merged[side]
+            m["extracted"] += c["extracted"]
+            m["cached"] += c["cached"]
+            if c.get("skipped"):
+                m["skipped"] = sorted(set(m.get("skipped", [])) | set(c["skipped"]))
+    if len(per_rank) > 1:
+        for m in merged.values():
+            m["processes"] = len(per_rank)
+    return merged
 
 
 def load_side(prep: Prepared, side: str, split: str) -> list[Any]:
@@ -305,20 +377,43 @@ def validate_config(config: str | os.PathLike[str], overrides: list[str] | None 
     return "\n".join(lines)
 
 
-def extract_config(config: str | os.PathLike[str], overrides: list[str] | None = None, side: str = "both") -> str:
-    """Only fill the feature cache; returns a human summary."""
+def extract_config(config: str | os.PathLike[str], overrides: list[str] | None = None, side: str = "both",
+                   shard: "str | Shard | None" = None) -> str:
+    """Only fill the feature cache (this job's shard of it with `shard` 'i/n'); returns a human summary."""
+    from .distributed import close_group, init_group, launched, parse_shard
+
+    if isinstance(shard, str):
+        shard = parse_shard(shard)
     prep = prepare(config, overrides)
     sides = ("x", "y") if side == "both" else (side,)
-    counts = extract_all(prep, sides, progress=prep.cfg.training.progress)
+    created = init_group()
+    try:
+        # One progress bar, rank 0's, rather than one per rank interleaved on the terminal.
+        progress = prep.cfg.training.progress and launched().index == 0
+        counts = extract_all(prep, sides, progress=progress, shard=shard)
+    finally:
+        close_group(created)
+    where = f" ({shard.describe()})" if shard is not None and shard.count > 1 else ""
     return "\n".join(f"{s}: {prep.extractors[s].name}: {c['extracted']} extracted, {c['cached']} already cached"
                      + (f", {len(c['skipped'])} unreadable skipped" if c.get("skipped") else "")
+                     + (f", by {c['processes']} processes" if c.get("processes") else "") + where
                      for s, c in counts.items())
 
 
 def run_config(config: str | os.PathLike[str], overrides: list[str] | None = None) -> RunResult:
-    """The whole job: extraction, pairing, training, held-out estimate, results on disk."""
-    with contextlib.ExitStack() as stack:
-        return _run_config(config, overrides, stack)
+    """The whole job: extraction, pairing, training, held-out estimate, results on disk.
+
+    Under torchrun (WORLD_SIZE > 1) every rank extracts its share of the files; then rank 0 alone
+    pairs, trains and writes the results, and the other ranks return a result with ``primary`` False.
+    """
+    from .distributed import close_group, init_group
+
+    created = init_group()
+    try:
+        with contextlib.ExitStack() as stack:
+            return _run_config(config, overrides, stack)
+    finally:
+        close_group(created)
 
 
 def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, stack: contextlib.ExitStack) -> RunResult:
@@ -328,10 +423,19 @@ def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, sta
     from .trainer import Trainer, entropy_report, result_warnings
     from .units import plan_units, window_ceilings
 
+    from .distributed import launched
+
     t0 = time.perf_counter()
     prep = prepare(config, overrides)
     cfg = prep.cfg
     out_dir = Path(cfg.output.dir or os.path.join("runs", config_name(config)))
+    rank = launched()
+    if rank.index > 0:
+        # Training runs in one process: the other ranks only extract their share of the files.
+        counts = extract_all(prep, progress=False)
+        done = ", ".join(f"{side}: {c['extracted']} extracted" for side, c in counts.items())
+        summary = f"rank {rank.index}/{rank.count}: extraction done ({done}); rank 0 trains and writes the results"
+        return RunResult({"rank": rank.index, "extraction": counts}, summary, out_dir, primary=False)
     claim_output_dir(out_dir, stack)
     write_text(out_dir / "config.resolved.yaml", yaml.safe_dump(prep.doc, sort_keys=False))
     for note in prep.notes:

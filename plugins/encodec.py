@@ -24,6 +24,10 @@ _ROOT_URL = "https://dl.fbaipublicfiles.com/encodec/v0/"
 HOP = 320  # product of the SEANet strides (8 * 5 * 4 * 2), the same for both models
 VOCAB = 1024
 LATENT_DIM = 128
+#: the encoder's last convolution (kernel 7 at the frame rate) reflect-pads 6 frames on the left, and
+#: encodec zero-extends shorter input first; so an utterance of fewer frames sees what follows its end
+#: and gives other frames in a padded batch than alone (up to 0.08 measured): it is encoded alone
+MIN_BATCH_FRAMES = 7
 
 
 @dataclass(frozen=True)
@@ -224,7 +228,8 @@ class Encodec(ModelExtractor):
                 pairs = self._encode_padded(waves)
             else:
                 pairs = [self._encode_segmented(w) for w in waves]
-        return [self._select(codes, latent) for codes, latent in pairs]
+            # Results go back to the CPU, where the cache writes them.
+            return [self._select(codes, latent).cpu() for codes, latent in pairs]
 
     def _run_encode(self, x: "torch.Tensor") -> tuple[list[Any], list["torch.Tensor"]]:
         """model.encode, also recording the encoder output of each segment (the pre-quantization latent)."""
@@ -246,12 +251,19 @@ class Encodec(ModelExtractor):
         # alone or in a batch: frame t only depends on samples before (t + 1) * HOP.
         n_frames = [math.ceil(w.shape[-1] / HOP) for w in waves]
         longest = max(n_frames, default=0)
+        short = [i for i, n in enumerate(n_frames) if 0 < n < MIN_BATCH_FRAMES]
+        if short and len(waves) > 1:
+            # Too short to share padding (see MIN_BATCH_FRAMES): those go one at a time.
+            alone = {i: self._encode_padded([waves[i]])[0] for i in short}
+            rest = [i for i in range(len(waves)) if i not in alone]
+            together = dict(zip(rest, self._encode_padded([waves[i] for i in rest]))) if rest else {}
+            return [alone[i] if i in alone else together[i] for i in range(len(waves))]
         if longest == 0:
             return [(torch.zeros(len(self.params.selected), 0, dtype=torch.long), torch.zeros(LATENT_DIM, 0))
                     for _ in waves]
-        batch = torch.zeros(len(waves), waves[0].shape[0], longest * HOP)
-        for i, w in enumerate(waves):
-            batch[i, :, : w.shape[-1]] = w
+        from minecli.core.batching import pad_batch
+
+        batch, _ = pad_batch(waves, multiple=HOP, device=self.device)
         frames, latents = self._run_encode(batch)
         codes = frames[0][0]  # [B, K, T]
         latent = latents[0] if latents else None
@@ -267,7 +279,7 @@ class Encodec(ModelExtractor):
         n_frames = math.ceil(length / HOP)
         if n_frames == 0:
             return torch.zeros(len(self.params.selected), 0, dtype=torch.long), torch.zeros(LATENT_DIM, 0)
-        frames, latents = self._run_encode(wave[None])
+        frames, latents = self._run_encode(wave[None].to(self.device))
         stride = model.segment_stride
         overlap = model.segment_length - stride
         start = torch.arange(n_frames, dtype=torch.float64) * HOP
@@ -296,7 +308,7 @@ class Encodec(ModelExtractor):
         if p.output == "codes":
             return chosen.T.contiguous().long()
         layers = self._model.quantizer.vq.layers
-        quantized = torch.zeros(LATENT_DIM, codes.shape[-1])
+        quantized = torch.zeros(LATENT_DIM, codes.shape[-1], device=codes.device)
         for idx, row in zip(p.selected, chosen):
             quantized += layers[idx].decode(row[None])[0]
         return quantized.T.contiguous().float()

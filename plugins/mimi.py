@@ -171,9 +171,9 @@ class Mimi(ModelExtractor):
         longest = max(n_frames, default=0)
         if longest == 0:
             return [torch.zeros(0, width, dtype=dtype) for _ in waves]
-        batch = torch.zeros(len(monos), 1, longest * FRAME_SIZE)
-        for i, m in enumerate(monos):
-            batch[i, 0, : m.shape[-1]] = m
+        from minecli.core.batching import pad_batch
+
+        batch, _ = pad_batch(monos, multiple=FRAME_SIZE, device=self.device)
         with torch.inference_mode():
             if p.output == "codes":
                 out = self._model.encode(batch, num_quantizers=p.n_codebooks).audio_codes  # [B, K, T]
@@ -185,6 +185,7 @@ class Mimi(ModelExtractor):
         if out.shape[-1] < longest:
             raise MinecliError(f"Mimi returned {out.shape[-1]} frames for {longest * FRAME_SIZE} samples; "
                                f"expected {longest}")
+        out = out.cpu()  # the cache writes from the CPU
         return [out[i, :, :n].T.contiguous().to(dtype) for i, n in enumerate(n_frames)]
 
 

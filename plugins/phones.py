@@ -156,7 +156,10 @@ def write_textgrid(path: str | os.PathLike[str], tiers: dict[str, list[Interval]
             label = text.replace('"', '""')
             lines += [f"        intervals [{j}]:", f"            xmin = {a!r}", f"            xmax = {b!r}",
                       f'            text = "{label}"']
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from minecli.core.io import write_text
+
+    # Atomic: every process of a sharded extraction writes the same map, and another may be reading it.
+    write_text(path, "\n".join(lines) + "\n")
 
 
 # ----------------------------------------------------------------------------- labels and frames
@@ -185,7 +188,10 @@ def read_phone_map(path: str | os.PathLike[str]) -> dict[str, int]:
 def write_phone_map(path: str | os.PathLike[str], mapping: dict[str, int]) -> None:
     """Write a map in the 'phone id' form read_phone_map reads."""
     lines = [f"{phone} {idx}" for phone, idx in sorted(mapping.items(), key=lambda kv: (kv[1], kv[0]))]
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from minecli.core.io import write_text
+
+    # Atomic: every process of a sharded extraction writes the same map, and another may be reading it.
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def arpabet_map() -> dict[str, int]:

@@ -162,14 +162,15 @@ class S3Tokens(ModelExtractor):
             mono = wave.float().mean(dim=0) if wave.dim() == 2 else wave.float()
             # The STFT reflect-pads 200 samples; anything shorter than one window has no token.
             if mono.shape[-1] >= 400:
-                mels.append(s3.log_mel_spectrogram(mono, n_mels=N_MELS))
+                mels.append(s3.log_mel_spectrogram(mono.to(self.device), n_mels=N_MELS))
                 keep.append(i)
         out = [torch.zeros(0, 1, dtype=torch.long) for _ in waves]
         if not mels:
             return out
         feats, lengths = s3.padding(mels)
         with torch.inference_mode():
-            codes, code_lens = self._model.quantize(feats, lengths)
+            codes, code_lens = self._model.quantize(feats.to(self.device), lengths.to(self.device))
+        codes, code_lens = codes.cpu(), code_lens.cpu()  # the cache writes from the CPU
         for row, i in enumerate(keep):
             out[i] = codes[row, : int(code_lens[row])].long().reshape(-1, 1).clone()
         return out

@@ -51,32 +51,77 @@ def _window_fn(name: str) -> Any:
 
 
 class _STFTBase(Extractor):
+    """Frames of an STFT-based transform, batched: each utterance is centre-padded on its own, so the
+    zero padding that joins it to a batch only follows its last window and its frames are unchanged."""
+
     batch_size = 16
 
     def _mono(self, wave: Any) -> Any:
         return wave.mean(dim=0) if wave.dim() == 2 else wave
 
-    def _transform(self, wave: Any) -> Any:
-        """Run the transform on a mono signal; ``None`` when the signal is too short for any frame.
+    def modules(self) -> list[Any]:
+        """The torchaudio transform (its window and filterbank move to the device)."""
+        return [self._tf]
 
-        The centred STFT reflect-pads n_fft / 2 samples, which torch refuses for shorter input, so very
-        short input is zero-extended first and the frames past ``1 + samples // hop`` are dropped.
+    def _framed(self, x: Any) -> tuple[Any, int] | None:
+        """The signal the uncentred transform frames, and its frame count; None when it has no frame.
+
+        Centring reflect-pads n_fft / 2 samples each side as torch.stft does, which torch refuses for
+        shorter input, so very short input is zero-extended first and its frames past
+        ``1 + samples // hop`` are dropped.
         """
         import torch
 
         p = self.params
-        x = self._mono(wave)
         n = x.shape[-1]
+        limit = None
         if p.center:
             if n == 0:
                 return None
             need = p.n_fft // 2 + 1
             if n < need:
                 x = torch.nn.functional.pad(x, (0, need - n))
-            return self._tf(x)[..., : 1 + n // p.hop]
-        if n < p.n_fft:
+            half = p.n_fft // 2
+            x = torch.nn.functional.pad(x[None, None], (half, half), mode="reflect")[0, 0]
+            limit = 1 + n // p.hop
+        if x.shape[-1] < p.n_fft:
             return None
-        return self._tf(x)
+        frames = 1 + (x.shape[-1] - p.n_fft) // p.hop
+        return x, frames if limit is None else min(frames, limit)
+
+    def _output(self, raw: Any) -> Any:
+        """``[T, width]`` float32 from the transform's ``[F, T]`` frames."""
+        raise NotImplementedError
+
+    def __call__(self, wave: Any, sample_rate: int, path: str | None = None) -> Any:
+        """One utterance: a batch of one."""
+        return self.extract_batch([wave], sample_rate, [path])[0]
+
+    def extract_batch(self, waves: list[Any], sample_rate: int,
+                      paths: list[str | None] | None = None) -> list[Any]:
+        """Zero-pad the centred utterances into one batch on the device, transform, cut each back."""
+        import torch
+
+        from minecli.core.batching import pad_batch
+
+        self._check_rate(sample_rate)
+        self.ensure_loaded()
+        out = [torch.zeros(0, self.spec().width) for _ in waves]
+        keep, signals, counts = [], [], []
+        for i, wave in enumerate(waves):
+            framed = self._framed(self._mono(wave.float()))
+            if framed is not None:
+                keep.append(i)
+                signals.append(framed[0])
+                counts.append(framed[1])
+        if not keep:
+            return out
+        batch, _ = pad_batch(signals, device=self.device)
+        with torch.inference_mode():
+            raw = self._tf(batch[:, 0])  # [B, F, T]
+        for row, i in enumerate(keep):
+            out[i] = self._output(raw[row, :, : counts[row]]).cpu()
+        return out
 
 
 class ComplexSpec(_STFTBase):
@@ -94,19 +139,15 @@ class ComplexSpec(_STFTBase):
         from minecli.core.deps import load_torchaudio
 
         p = self.params
+        # Uncentred: extract_batch centre-pads each utterance itself (see _STFTBase).
         self._tf = load_torchaudio().transforms.Spectrogram(
             n_fft=p.n_fft, win_length=p.win_length, hop_length=p.hop, window_fn=_window_fn(p.window),
-            power=None, center=p.center)
+            power=None, center=False)
 
-    def __call__(self, wave: Any, sample_rate: int, path: str | None = None) -> Any:
+    def _output(self, raw: Any) -> Any:
         import torch
 
-        self._check_rate(sample_rate)
-        self.ensure_loaded()
-        spec = self._transform(wave)  # [F, T] complex
-        if spec is None:
-            return torch.zeros(0, self.spec().width)
-        return torch.cat([spec.real, spec.imag], dim=0).T.contiguous().float()
+        return torch.cat([raw.real, raw.imag], dim=0).T.contiguous().float()
 
 
 @dataclass(frozen=True)
@@ -133,20 +174,16 @@ class LogMel(_STFTBase):
         from minecli.core.deps import load_torchaudio
 
         p = self.params
+        # Uncentred: extract_batch centre-pads each utterance itself (see _STFTBase).
         self._tf = load_torchaudio().transforms.MelSpectrogram(
             sample_rate=p.sample_rate, n_fft=p.n_fft, win_length=p.win_length, hop_length=p.hop,
             f_min=p.f_min, f_max=p.f_max, n_mels=p.n_mels, window_fn=_window_fn(p.window), power=p.power,
-            center=p.center)
+            center=False)
 
-    def __call__(self, wave: Any, sample_rate: int, path: str | None = None) -> Any:
+    def _output(self, raw: Any) -> Any:
         import torch
 
-        self._check_rate(sample_rate)
-        self.ensure_loaded()
-        mel = self._transform(wave)  # [n_mels, T]
-        if mel is None:
-            return torch.zeros(0, self.params.n_mels)
-        return torch.log(torch.clamp(mel, min=self.params.log_floor)).T.contiguous().float()
+        return torch.log(torch.clamp(raw, min=self.params.log_floor)).T.contiguous().float()
 
 
 @hookimpl

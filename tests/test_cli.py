@@ -245,3 +245,10 @@ def test_listing_imports_no_model_library(argv, tmp_path):
     assert probe["loaded"] == [], f"{' '.join(argv)} imported {probe['loaded']}"
     if argv[:2] == ["plugins", "list"]:
         assert "mel" in proc.stdout
+
+
+def test_python_dash_m_minecli_is_the_command(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "minecli", "extract", "--help"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage: minecli extract" in proc.stdout and "--shard I/N" in proc.stdout

@@ -45,7 +45,9 @@ def test_wheel_holds_one_top_level_package(wheel):
     names = set(wheel.namelist())
     for required in ("minecli/__init__.py", "minecli/_version.py", "minecli/cli.py", "minecli/core/__init__.py",
                      "minecli/core/registry.py", "minecli/core/hookspecs.py", "minecli/plugins/__init__.py",
-                     "minecli/plugins/spectrogram.py", "minecli/testing.py"):
+                     "minecli/plugins/spectrogram.py", "minecli/testing.py",
+                     # python -m minecli, which torchrun -m minecli starts on every rank
+                     "minecli/__main__.py", "minecli/core/distributed.py", "minecli/core/batching.py"):
         assert required in names
     tops = {n.split("/")[0] for n in names}
     assert tops == {"minecli", _dist_info(wheel)}, f"unexpected top-level entries: {sorted(tops)}"

@@ -280,3 +280,12 @@ def test_the_resolved_document_reloads_to_the_same_config(tmp_path, base):
     cfg2, doc2, notes2 = load_config(again_path)
     assert cfg2 == cfg and doc2 == doc and notes2 == []
     assert resolved_document(cfg) == doc
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("extraction.device", "gpu", "extraction.device 'gpu' is not a device; use auto, cpu, cuda or cuda:N"),
+    ("extraction.batch_size", "0", "extraction.batch_size must be at least 1"),
+    ("extraction.max_batch_seconds", "0", "extraction.max_batch_seconds must be positive"),
+])
+def test_bad_extraction_settings_are_named(tmp_path, base, key, value, words):
+    assert any(words in p for p in problems_of(tmp_path, base, [f"{key}={value}"]))

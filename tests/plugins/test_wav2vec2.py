@@ -293,3 +293,18 @@ def test_hub_cache_is_read_with_weights_only(tmp_path, chirp):
     ext = Wav2Vec2(Wav2Vec2Params(model="wavlm_base_plus", cache_dir=str(tmp_path)))
     with pytest.raises(WeightsNotFoundError, match="Weights only load failed|WeightsUnpickler|Unsupported global"):
         ext(_speech_like(0.5, chirp), SR)
+
+
+def test_the_device_never_changes_the_cache_key():
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    default = Wav2Vec2(Wav2Vec2Params())
+    # the key the cache had when device was a param defaulting to 'cpu'
+    params = {**asdict(default.params), "device": "cpu"}
+    old = hashlib.sha256(json.dumps({"name": "wav2vec2", "version": default.version, "params": params},
+                                    sort_keys=True, default=str).encode()).hexdigest()[:16]
+    assert default.fingerprint() == old
+    assert Wav2Vec2(Wav2Vec2Params(device="cuda:1")).fingerprint() == old
+    assert Wav2Vec2(Wav2Vec2Params(layer=3)).fingerprint() != old

@@ -1,0 +1,121 @@
+"""Extraction over several processes: job-array shards (``--shard i/n``) and torchrun ranks.
+
+Files are split by position in the sorted list of a split's paths (round robin), so every process
+computes the same split without talking to the others, and each file falls to exactly one process.
+Processes share the feature cache through the filesystem; under torchrun (WORLD_SIZE > 1) they also
+join a gloo process group, only to wait for each other and to gather what each one extracted.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import MinecliError
+
+#: how long a rank waits at a barrier for the slowest rank's extraction (hours of audio per rank are normal)
+BARRIER_TIMEOUT = datetime.timedelta(hours=float(os.environ.get("MINECLI_BARRIER_HOURS", "24")))
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Process `index` of `count`: the files it extracts."""
+
+    index: int = 0
+    count: int = 1
+
+    def take(self, paths: Sequence[str]) -> list[int]:
+        """Positions in `paths` that fall to this shard: every count-th path of the sorted list."""
+        if self.count == 1:
+            return list(range(len(paths)))
+        order = sorted(range(len(paths)), key=lambda i: paths[i])
+        return sorted(order[self.index::self.count])
+
+    def within(self, outer: "Shard") -> "Shard":
+        """This rank's share of a job-array shard: shard i/n split over W ranks is (i + n*rank)/(n*W), so
+        the ranks together take exactly the files of shard i/n."""
+        return Shard(outer.index + outer.count * self.index, outer.count * self.count)
+
+    def describe(self) -> str:
+        """'shard i/n'."""
+        return f"shard {self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    """Read ``i/n`` (0 <= i < n), the form of ``minecli extract --shard``."""
+    parts = str(text).strip().split("/")
+    try:
+        index, count = (int(p) for p in parts)
+    except ValueError:
+        raise MinecliError(f"--shard {text!r} is not of the form i/n; use e.g. --shard 0/4 (shards 0/4 to 3/4 "
+                           "together cover every file)") from None
+    if count < 1 or not 0 <= index < count:
+        raise MinecliError(f"--shard {text}: the index must be between 0 and {max(count, 1) - 1} for {count} "
+                           f"shards; use --shard 0/{max(count, 1)} .. {max(count, 1) - 1}/{max(count, 1)} "
+                           "(e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT with a 0-based array)")
+    return Shard(index, count)
+
+
+def launched() -> Shard:
+    """This process's rank and world size under torchrun (RANK, WORLD_SIZE), else Shard(0, 1)."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+    except ValueError:
+        raise MinecliError(f"RANK={os.environ.get('RANK')!r} and WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} must "
+                           "be integers; start minecli with torchrun, which sets them") from None
+    if world < 1 or not 0 <= rank < world:
+        raise MinecliError(f"RANK={rank} does not fit WORLD_SIZE={world}; start minecli with torchrun, which sets "
+                           "both")
+    return Shard(rank, world)
+
+
+def init_group() -> bool:
+    """Join torchrun's process group when WORLD_SIZE > 1; True when this call created it."""
+    import torch.distributed as dist
+
+    if launched().count <= 1 or not dist.is_available() or dist.is_initialized():
+        return False
+    # gloo whatever the device: extraction only exchanges small Python objects between ranks.
+    dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
+    return True
+
+
+def active() -> bool:
+    """True inside a process group of more than one rank."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op in a single process)."""
+    import torch.distributed as dist
+
+    if active():
+        dist.barrier()
+
+
+def gather(obj: Any) -> list[Any]:
+    """Every rank's `obj`, in rank order ([obj] in a single process)."""
+    import torch.distributed as dist
+
+    if not active():
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def close_group(created: bool) -> None:
+    """Leave the process group if `created` says this process made it."""
+    import torch.distributed as dist
+
+    if created and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+__all__ = ["BARRIER_TIMEOUT", "Shard", "active", "barrier", "close_group", "gather", "init_group", "launched",
+           "parse_shard"]
