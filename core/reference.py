@@ -357,15 +357,21 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
         proj = (w @ u).T / scale                          # [r, D] on raw frames
         out.append(LdaReference(side, (m @ u) * shrink, log_prior, proj, proj @ mean, ridge))
         if ridge == SPREAD_RIDGE:
-            out += _fit_spreads(side, tokens, z, w, u, (m @ u) * shrink, counts, log_prior, mean, scale)
+            out += _fit_spreads(side, tokens, z, w, u, m @ u, tau2, counts, log_prior, mean, scale)
     return out
 
 
 def _fit_spreads(side: str, tokens: torch.Tensor, z: torch.Tensor, w: torch.Tensor, u: torch.Tensor,
-                 means: torch.Tensor, counts: torch.Tensor, log_prior: torch.Tensor, mean: torch.Tensor,
-                 scale: torch.Tensor) -> list[ReferenceCritic]:
-    """Class-spread candidates beside one LDA fit: each token's own scatter about its (shrunk) mean."""
+                 raw_means: torch.Tensor, tau2: torch.Tensor, counts: torch.Tensor, log_prior: torch.Tensor,
+                 mean: torch.Tensor, scale: torch.Tensor) -> list[ReferenceCritic]:
+    """Class-spread candidates beside one LDA fit: each token's own scatter about its shrunk mean.
+
+    A class mean of n_k frames at spread s_k^2 is noisy by s_k^2 / n_k, so it is shrunk by
+    tau^2 / (tau^2 + s_k^2 / n_k): a wide rare class is pulled further towards the grand mean.
+    """
     zw = z.double() @ w                                   # whitened frames [n, d], pooled scatter ~ I
+    n_k = counts.clamp_min(1)[:, None]
+    means = raw_means * torch.where(counts[:, None] > 0, tau2 / (tau2 + 1.0 / n_k), torch.zeros_like(raw_means))
     resid = zw - means[tokens] @ u.T
     ss = torch.zeros(counts.shape[0], dtype=torch.float64).index_add_(0, tokens, (resid**2).sum(1))
     d = zw.shape[1]
@@ -374,9 +380,10 @@ def _fit_spreads(side: str, tokens: torch.Tensor, z: torch.Tensor, w: torch.Tens
     for pseudo in SPREAD_PSEUDO_FRAMES:
         # a rare token's spread leans on the pooled one, as if it had `pseudo` more frames at that spread
         var = (ss + pseudo * d * pooled) / ((counts + pseudo) * d)
+        own = raw_means * torch.where(counts[:, None] > 0, tau2 / (tau2 + var[:, None] / n_k), torch.zeros_like(raw_means))
         proj = (w @ u).T / scale
         full = w.T / scale
-        out.append(SpreadReference(side, means, var, log_prior, proj, proj @ mean, full, full @ mean, pseudo))
+        out.append(SpreadReference(side, own, var, log_prior, proj, proj @ mean, full, full @ mean, pseudo))
     return out
 
 
