@@ -377,6 +377,18 @@ def tolerance(truth: float) -> float:
     return 0.03 if truth < 0.6 else 0.05 * truth
 
 
+def _commit() -> str:
+    """The checkout's short commit hash, '+' when files differ from it."""
+    here = Path(__file__).parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=here).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                               cwd=here).stdout.strip()
+    except OSError:
+        return "?"
+    return rev + ("+" if dirty else "")
+
+
 def main() -> None:
     """Run the tasks over the seeds and print (and record) the table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -392,6 +404,7 @@ def main() -> None:
 
     extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     seeds = [int(v) for v in args.seeds.split(",")]
+    rev = _commit()  # the code measured is the code at the start
 
     import torch
 
@@ -439,11 +452,6 @@ def main() -> None:
     if args.no_write:
         return
     cmd = "python benchmarks/accuracy.py " + " ".join(sys.argv[1:])
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        rev = "?"
     split = "one 70/10/20 split" if args.folds == 1 else f"{args.folds}-fold cross-fitting"
     body = (f"Commit {rev}, estimator `{args.estimator}`, options {extra or 'default'}, {split}, 10,000 samples "
             f"per task, seeds {args.seeds} (data and estimator), 1 torch thread, Python {platform.python_version()}. "
