@@ -33,6 +33,29 @@ def installed_plugins():
 
 
 @pytest.fixture
+def register_extractors():
+    """Install extractor classes as a plugin for one test; the installed plugins come back after it."""
+    import types
+
+    from minecli import hookimpl
+    from minecli.core.registry import build_registry, reset_registry
+
+    def _register(name: str, *classes: type) -> None:
+        module = types.ModuleType(f"minecli_test_{name}")
+
+        @hookimpl
+        def register_extractors(register):
+            for cls in classes:
+                register(cls)
+
+        module.register_extractors = register_extractors
+        reset_registry(build_registry(extra_plugins=[(name, module)]))
+
+    yield _register
+    reset_registry(None)
+
+
+@pytest.fixture
 def audio_dataset(tmp_path) -> dict[str, Any]:
     """WAV files for train/valid/test and one filelist per split (relative paths, as users write them)."""
     import soundfile as sf

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import types
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,11 @@ import pytest
 import torch
 import yaml
 
-from minecli import Extractor, MinecliError, StreamSpec, hookimpl
+from minecli import Extractor, MinecliError, StreamSpec
 from minecli.core import trainer as trainer_mod
 from minecli.core.config import load_config
 from minecli.core.pipeline import build_banks, extract_all, extract_config, prepare, run_config, validate_config
-from minecli.core.registry import build_registry, get_registry, reset_registry
+from minecli.core.registry import get_registry
 from minecli.testing import invoke_cli as invoke
 
 LN2 = math.log(2.0)
@@ -58,20 +57,12 @@ class FlakyEnergy(Extractor):
 
 
 @pytest.fixture
-def flaky_plugin():
+def flaky_plugin(register_extractors):
     """Register FlakyEnergy as a plugin for one test."""
-    module = types.ModuleType("minecli_test_flaky")
-
-    @hookimpl
-    def register_extractors(register):
-        register(FlakyEnergy)
-
-    module.register_extractors = register_extractors
     FlakyEnergy.calls = []
     FlakyEnergy.interrupt_on = None
-    reset_registry(build_registry(extra_plugins=[("flaky", module)]))
+    register_extractors("flaky", FlakyEnergy)
     yield FlakyEnergy
-    reset_registry(None)
     FlakyEnergy.calls = []
     FlakyEnergy.interrupt_on = None
 

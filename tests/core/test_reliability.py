@@ -12,7 +12,6 @@ import math
 import os
 import stat
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +19,10 @@ import pytest
 import soundfile as sf
 import torch
 
-from minecli import Extractor, StreamSpec, hookimpl
+from minecli import Extractor, StreamSpec
 from minecli.core import trainer as trainer_mod
 from minecli.core.outdir import LOCK_NAME
 from minecli.core.pipeline import extract_all, load_side, prepare
-from minecli.core.registry import build_registry, reset_registry
 from minecli.testing import invoke_cli as invoke
 
 SAMPLE_RATE = 16000  # the rate of the conftest's audio_dataset
@@ -446,15 +444,8 @@ class _Exiting(Extractor):
 
 
 @pytest.fixture
-def exiting_plugin():
-    module = types.ModuleType("minecli_test_exiting")
-
-    @hookimpl
-    def register_extractors(register):
-        register(_Exiting)
-
-    module.register_extractors = register_extractors
-    reset_registry(build_registry(extra_plugins=[("exiting", module)]))
+def exiting_plugin(register_extractors):
+    register_extractors("exiting", _Exiting)
     yield _Exiting
     _Exiting.where = "call"
 

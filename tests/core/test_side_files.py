@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import os
-import types
 from pathlib import Path
 
 import pytest
 import torch
 
-from minecli import Extractor, StreamSpec, hookimpl
+from minecli import Extractor, StreamSpec
 from minecli.core.pipeline import extract_all, load_side, prepare
-from minecli.core.registry import build_registry, reset_registry
 
 
 class LabelFromSideFile(Extractor):
@@ -31,17 +29,8 @@ class LabelFromSideFile(Extractor):
 
 
 @pytest.fixture
-def side_plugin():
-    module = types.ModuleType("minecli_test_side")
-
-    @hookimpl
-    def register_extractors(register):
-        register(LabelFromSideFile)
-
-    module.register_extractors = register_extractors
-    reset_registry(build_registry(extra_plugins=[("side", module)]))
-    yield
-    reset_registry(None)
+def side_plugin(register_extractors):
+    register_extractors("side", LabelFromSideFile)
 
 
 def test_editing_a_side_file_re_extracts_only_that_utterance(side_plugin, audio_dataset, run_config_file):
