@@ -21,6 +21,7 @@ import soundfile as sf
 import torch
 
 from minecli import Extractor, StreamSpec, hookimpl
+from minecli.core import resume as resume_mod
 from minecli.core import trainer as trainer_mod
 from minecli.core.outdir import LOCK_NAME
 from minecli.core.pipeline import extract_all, load_side, prepare
@@ -360,7 +361,7 @@ def test_disk_full_while_saving_a_checkpoint(run_config_file, tmp_path, monkeypa
     def full(*a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(trainer_mod, "save_file", full)
+    monkeypatch.setattr(resume_mod, "save_file", full)
     one_line_error(run(run_config_file()), r"cannot write \S+/checkpoints/best: no space left on the device; free "
                                            r"some space and run again")
     ckpt = tmp_path / "out" / "checkpoints"
