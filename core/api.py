@@ -185,6 +185,9 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
                     stop_reason=trainer.stop_reason,
                     seconds=seconds, history=trainer.history, entropy=entropy, baseline=base, warnings=warns,
                     critic=trainer.describe_critic(), reference=trainer.reference_report,
+                    p_value_text=final["p_value_text"], n_permutations=final["n_permutations"],
+                    permutation_unit=final["permutation_unit"],
+                    correlation_length_frames=final["correlation_length_frames"],
                     pairs_per_second=sum(t.step * t.pairs_per_step for t, _, _ in fits) / max(train_s, 1e-9),
                     folds=[{"mi_nats": f["mi_nats"], "ci95_nats": list(f["ci95_nats"]), "n_test_frames": n,
                             "best_step": t.best_step, "steps_run": t.step, "critic": t.describe_critic()}
@@ -206,8 +209,18 @@ def _combine_folds(results: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
         half = -sum(math.log(max(p, 1e-300)) for p in ps)
         p_value = min(1.0, math.exp(-half) * sum(half**i / math.factorial(i) for i in range(len(ps))))
     first = results[0][0]
+    n_perm = first["n_permutations"]
+    # Fisher's combination is continuous: its floor is the floors' combination, not 1/(1 + n_perm).
+    floor = None
+    if p_value is not None:
+        half = len(ps) * math.log(1 + n_perm)
+        floor = min(1.0, math.exp(-half) * sum(half**i / math.factorial(i) for i in range(len(ps))))
+    text = None if p_value is None else (f"< {floor:.2g}" if p_value <= floor * (1 + 1e-9) else f"{p_value:.2g}")
     return {"mi_nats": mi, "ci95_nats": (mi - 1.96 * se, mi + 1.96 * se),
             "ci_method": f"{first['ci_method']} in each of {len(results)} folds", "p_value": p_value,
+            "p_value_text": text, "n_permutations": n_perm * len(results),
+            "permutation_unit": first["permutation_unit"],
+            "correlation_length_frames": max(r["correlation_length_frames"] for r, _ in results),
             "n_frames": n_total, "n_utts": sum(r["n_utts"] for r, _ in results),
             "n_marginal": sum(r["n_marginal"] for r, _ in results)}
 

@@ -27,7 +27,10 @@ def summary_text(doc: dict[str, Any]) -> str:
     if doc.get("critic"):
         lines.append(f"  critic: {doc['critic']}")
     if doc.get("p_value_no_dependence") is not None:
-        lines.append(f"  p-value of no dependence (shuffled pairings): {doc['p_value_no_dependence']:.3g}")
+        p_text = doc.get("p_value_no_dependence_text") or f"{doc['p_value_no_dependence']:.3g}"
+        how = (f"{doc['n_permutations']} re-pairings of {doc['permutation_unit']}" if doc.get("n_permutations")
+               else "shuffled pairings")
+        lines.append(f"  p-value of no dependence: {p_text} ({how})")
     for side, ent in (doc.get("entropy") or {}).items():
         k = ent.get("source_frames_per_sample", 1)
         window = (f"; ceiling of a {k}-frame window {ent['ceiling_nats']:.3f} nats ({k} x H)" if k > 1 else "")

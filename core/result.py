@@ -37,6 +37,10 @@ class MIResult:
     critic: str = ""
     reference: dict[str, Any] | None = None
     folds: list[dict[str, Any]] = field(default_factory=list)
+    p_value_text: str | None = None
+    n_permutations: int = 0
+    permutation_unit: str | None = None
+    correlation_length_frames: int = 1
 
     @property
     def mi_bits(self) -> float:
@@ -58,8 +62,10 @@ class MIResult:
 
     def __str__(self) -> str:
         lo, hi = self.ci95_nats
+        p = (f", p {self.p_value_text} ({self.n_permutations} permutations of {self.permutation_unit})"
+             if self.p_value_text is not None else "")
         return (f"I(X;Y) = {self.mi_nats:.4f} nats ({self.mi_bits:.4f} bits), 95% CI [{lo:.4f}, {hi:.4f}] nats, "
-                f"{self.estimator}, {self.n_test_frames} test frames")
+                f"{self.estimator}, {self.n_test_frames} test frames{p}")
 
 
 def entropy_report(spec_x: StreamSpec, spec_y: StreamSpec, bank: FrameBank) -> dict[str, Any]:

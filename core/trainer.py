@@ -20,10 +20,12 @@ from .interfaces import Estimator
 from .nets import ClassifierCritic
 from .reference import ReferenceCritic
 from .registry import get_estimator_class
-from .resampling import block_bootstrap_indices, block_length, bootstrap_interval, permutation_p, resamples
+from .resampling import (Units, block_bootstrap_indices, block_length, bootstrap_interval, p_value_text, permutation_p,
+                         resamples, resampling_units)
 from .result import LOG2, MIResult, entropy_report, result_warnings
 from .resume import Checkpoints
 from .scoring import score_bank, valid_protocol
+from .serial import correlation_length, stream_correlation_length
 from .selection import ReferenceFit, ReferenceSelection
 from .settings import CriticConfig, EstimatorConfig, HeadConfig, TrainConfig
 from .spec import StreamSpec
@@ -332,11 +334,22 @@ class Trainer:
         with lean_allocations():
             tj, tm = self.score_bank(bank, k, gen=gen)
             value = float(bound(tj, tm))
-            lo, hi, method = bootstrap_interval(bound, bank, tj, tm, self.cfg.bootstrap, gen)
-            p_value = permutation_p(bound, self.scorer, bank, tj, tm, self.cfg.null_permutations, self.cx, self.cy,
-                                    self.device, gen)
+            units = self.resampling_units(bank, tj)
+            lo, hi, method = bootstrap_interval(bound, bank, tj, tm, self.cfg.bootstrap, gen, units)
+            n_perm = self.cfg.null_permutations
+            p_value = permutation_p(bound, self.scorer, bank, tj, tm, n_perm, self.cx, self.cy, self.device, gen, units)
         return {"mi_nats": value, "ci95_nats": (lo, hi), "ci_method": method, "p_value": p_value,
+                "p_value_text": p_value_text(p_value, n_perm), "n_permutations": n_perm,
+                "permutation_unit": units.describe() if n_perm else None,
+                "correlation_length_frames": units.correlation_length,
                 "n_frames": bank.n_frames, "n_utts": bank.n_utts, "n_marginal": int(tm.numel())}
+
+    def resampling_units(self, bank: FrameBank, tj: torch.Tensor) -> Units:
+        """The units the interval and the null resample, from the correlation length measured on this split: of
+        both streams' leading components and of the critic's joint scores, whichever is longest."""
+        offsets = None if bank.n_utts >= bank.n_frames else bank.offsets
+        length = max(stream_correlation_length(bank.x, bank.y, offsets), correlation_length(tj, offsets))
+        return resampling_units(bank, length)
 
     @staticmethod
     def _resamples(bank: FrameBank, b: int, gen: torch.Generator) -> Any:
