@@ -323,7 +323,7 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
 
 def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, stack: contextlib.ExitStack) -> RunResult:
     """run_config with the output folder held (locked) until `stack` closes."""
-    from .api import classical_baseline
+    from .api import test_split_baseline
     from .report import write_results
     from .trainer import Trainer, entropy_report, result_warnings
     from .units import plan_units, window_ceilings
@@ -355,7 +355,7 @@ def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, sta
     final = trainer.estimate()
     units = plan_units(plan, prep.specs["x"].frame_rate, prep.specs["y"].frame_rate, cx, cy)
     entropy = window_ceilings(entropy_report(prep.specs["x"], prep.specs["y"], banks["test"]), units)
-    baseline = classical_baseline(banks["test"], prep.specs["x"], prep.specs["y"])
+    baseline = test_split_baseline(banks["test"], prep.specs["x"], prep.specs["y"], final["correlation_length_frames"])
     warns = result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"], trainer.estimator,
                             cfg.estimator.eval_negatives)
     ref = trainer.reference_report

@@ -84,3 +84,26 @@ def correlation_length(series: torch.Tensor, offsets: torch.Tensor | None = None
 def stream_correlation_length(x: torch.Tensor, y: torch.Tensor, offsets: torch.Tensor | None = None) -> int:
     """The longer of the two streams' correlation lengths (their leading components, within utterances)."""
     return max(correlation_length(leading_component(x), offsets), correlation_length(leading_component(y), offsets))
+
+
+#: A single series is cut into blocks of this many correlation lengths, each followed by a dropped gap of
+#: GAP_FACTOR lengths: frames of two blocks are then at least 2 lengths apart (AR(1): correlation e^-2).
+SERIES_BLOCK_FACTOR = 6
+GAP_FACTOR = 2
+#: Fewer blocks than this cannot give train, validation and test splits of several blocks each.
+MIN_SERIES_BLOCKS = 12
+
+
+def series_blocks(n: int, length: int, min_blocks: int = MIN_SERIES_BLOCKS) -> tuple[list[slice], int, int]:
+    """Contiguous blocks of a serially correlated series of ``n`` frames, with gaps between them; returns the
+    blocks, their length and the gap. Raises when the series is too short for ``min_blocks`` of them."""
+    from .errors import MinecliError
+
+    block, gap = SERIES_BLOCK_FACTOR * length, GAP_FACTOR * length
+    count = (n + gap) // (block + gap)
+    if count < min_blocks:
+        raise MinecliError(f"x and y: the frames are serially correlated over about {length} frames, too long for "
+                           f"{n} frames to be cut into {min_blocks} independent blocks of {block} (gaps of {gap}); "
+                           "pass per-utterance lists (x=[utt1, utt2, ...]) so the split is by utterance, more "
+                           "frames, or serial='iid' if the rows are exchangeable")
+    return [slice(i * (block + gap), i * (block + gap) + block) for i in range(count)], block, gap
