@@ -12,6 +12,7 @@ import torch
 
 from .data import FrameBank, Normalization, normalize_banks
 from .errors import ConfigError, MinecliError
+from .interval import include_estimate
 from .params import parse_params
 from .serial import MIN_SERIES_BLOCKS, series_blocks, stream_correlation_length
 from .spec import StreamSpec
@@ -197,11 +198,14 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
         # The test frames of the estimate (every frame, with folds): the baseline reads the same split.
         base = test_split_baseline(full if full is not None else banks["test"], spec_x, spec_y,
                                    final["correlation_length_frames"], seed)
+    if base and base.get("mi_nats") is not None:
+        include_estimate(final, float(base["mi_nats"]), "baseline_nats")
     warns = notes + result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"],
                                     trainer.estimator, est.eval_negatives)
     seconds = time.perf_counter() - t0
     train_s = sum(t.train_seconds for t, _, _ in fits)
     return MIResult(mi_nats=final["mi_nats"], ci95_nats=final["ci95_nats"], estimator=estimator,
+                    ci95_test_noise_nats=final["ci95_test_noise_nats"], ci_terms=final["ci_terms"],
                     lower_bound=bool(trainer.estimator.lower_bound), n_test_frames=final["n_frames"],
                     n_test_utts=final["n_utts"], ci_method=final["ci_method"], p_value=final["p_value"],
                     best_step=trainer.best_step, steps_run=trainer.step, stopped_early=trainer.stopped_early,
@@ -212,7 +216,8 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
                     permutation_unit=final["permutation_unit"],
                     correlation_length_frames=final["correlation_length_frames"],
                     pairs_per_second=sum(t.step * t.pairs_per_step for t, _, _ in fits) / max(train_s, 1e-9),
-                    folds=[{"mi_nats": f["mi_nats"], "ci95_nats": list(f["ci95_nats"]), "n_test_frames": n,
+                    folds=[{"mi_nats": f["mi_nats"], "ci95_nats": list(f["ci95_nats"]),
+                            "ci95_test_noise_nats": list(f["ci95_test_noise_nats"]), "n_test_frames": n,
                             "best_step": t.best_step, "steps_run": t.step, "critic": t.describe_critic()}
                            for t, f, n in fits] if folds > 1 else [])
 
@@ -223,7 +228,7 @@ def _combine_folds(results: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
     weights = [n / n_total for _, n in results]
     mi = sum(w * r["mi_nats"] for w, (r, _) in zip(weights, results))
     # Folds are disjoint test sets scored by different critics, so their errors are independent.
-    se = math.sqrt(sum((w * (r["ci95_nats"][1] - r["ci95_nats"][0]) / (2 * 1.96)) ** 2
+    se = math.sqrt(sum((w * (r["ci95_test_noise_nats"][1] - r["ci95_test_noise_nats"][0]) / (2 * 1.96)) ** 2
                        for w, (r, _) in zip(weights, results)))
     ps = [r["p_value"] for r, _ in results]
     p_value = None
@@ -232,6 +237,10 @@ def _combine_folds(results: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
         half = -sum(math.log(max(p, 1e-300)) for p in ps)
         p_value = min(1.0, math.exp(-half) * sum(half**i / math.factorial(i) for i in range(len(ps))))
     first = results[0][0]
+    noise = (mi - 1.96 * se, mi + 1.96 * se)
+    # Bias does not average out over folds: the folds' own widenings, frame-weighted, around the combined noise.
+    widened = (min(noise[0], sum(w * r["ci95_nats"][0] for w, (r, _) in zip(weights, results))),
+               max(noise[1], sum(w * r["ci95_nats"][1] for w, (r, _) in zip(weights, results))))
     n_perm = first["n_permutations"]
     # Fisher's combination is continuous: its floor is the floors' combination, not 1/(1 + n_perm).
     floor = None
@@ -239,7 +248,8 @@ def _combine_folds(results: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
         half = len(ps) * math.log(1 + n_perm)
         floor = min(1.0, math.exp(-half) * sum(half**i / math.factorial(i) for i in range(len(ps))))
     text = None if p_value is None else (f"< {floor:.2g}" if p_value <= floor * (1 + 1e-9) else f"{p_value:.2g}")
-    return {"mi_nats": mi, "ci95_nats": (mi - 1.96 * se, mi + 1.96 * se),
+    return {"mi_nats": mi, "ci95_nats": widened, "ci95_test_noise_nats": noise,
+            "ci_terms": {"folds": [r["ci_terms"] for r, _ in results]},
             "ci_method": f"{first['ci_method']} in each of {len(results)} folds", "p_value": p_value,
             "p_value_text": text, "n_permutations": n_perm * len(results),
             "permutation_unit": first["permutation_unit"],

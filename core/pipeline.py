@@ -324,6 +324,7 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
 def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, stack: contextlib.ExitStack) -> RunResult:
     """run_config with the output folder held (locked) until `stack` closes."""
     from .api import test_split_baseline
+    from .interval import include_estimate
     from .report import write_results
     from .trainer import Trainer, entropy_report, result_warnings
     from .units import plan_units, window_ceilings
@@ -356,11 +357,14 @@ def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, sta
     units = plan_units(plan, prep.specs["x"].frame_rate, prep.specs["y"].frame_rate, cx, cy)
     entropy = window_ceilings(entropy_report(prep.specs["x"], prep.specs["y"], banks["test"]), units)
     baseline = test_split_baseline(banks["test"], prep.specs["x"], prep.specs["y"], final["correlation_length_frames"])
+    if baseline and baseline.get("mi_nats") is not None:
+        include_estimate(final, float(baseline["mi_nats"]), "baseline_nats")
     warns = result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"], trainer.estimator,
                             cfg.estimator.eval_negatives)
     ref = trainer.reference_report
     scored_valid = ref["valid_nats"] if ref and ref["selected"] else trainer.best_value  # the critic that scored test
-    warns += result_suspicions(final["mi_nats"], final["ci95_nats"], final["ci_method"], scored_valid, trainer.history)
+    warns += result_suspicions(final["mi_nats"], final["ci95_test_noise_nats"], final["ci_method"], scored_valid,
+                               trainer.history)
     doc = {
         "minecli_version": __version__,
         "config_file": str(config),
@@ -368,6 +372,8 @@ def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, sta
         "mi_bits": final["mi_nats"] / 0.6931471805599453,
         "ci95_nats": list(final["ci95_nats"]),
         "ci95_bits": [v / 0.6931471805599453 for v in final["ci95_nats"]],
+        "ci95_test_noise_nats": list(final["ci95_test_noise_nats"]),
+        "ci_terms": final["ci_terms"],
         "ci_method": final["ci_method"],
         "p_value_no_dependence": final["p_value"],
         "p_value_no_dependence_text": final["p_value_text"],

@@ -24,6 +24,11 @@ def summary_text(doc: dict[str, Any]) -> str:
         f"  estimator: {doc['estimator']} ({'lower bound' if doc['lower_bound'] else 'not a strict bound'}), "
         f"test frames {doc['frames']['test']}, CI by {doc['ci_method']}",
     ]
+    if doc.get("ci95_test_noise_nats"):
+        nlo, nhi = doc["ci95_test_noise_nats"]
+        terms = [k for k in doc.get("ci_terms") or {} if k != "test_noise"]
+        lines.append(f"  95% interval from test noise alone: [{nlo:.4f}, {nhi:.4f}] nats"
+                     + (f"; the interval above also spans {', '.join(terms)}" if terms else ""))
     if doc.get("critic"):
         lines.append(f"  critic: {doc['critic']}")
     if doc.get("p_value_no_dependence") is not None:

@@ -41,6 +41,8 @@ class MIResult:
     n_permutations: int = 0
     permutation_unit: str | None = None
     correlation_length_frames: int = 1
+    ci95_test_noise_nats: tuple[float, float] | None = None
+    ci_terms: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mi_bits(self) -> float:
@@ -58,6 +60,8 @@ class MIResult:
         d["mi_bits"] = self.mi_bits
         d["ci95_bits"] = list(self.ci95_bits)
         d["ci95_nats"] = list(self.ci95_nats)
+        if self.ci95_test_noise_nats is not None:
+            d["ci95_test_noise_nats"] = list(self.ci95_test_noise_nats)
         return d
 
     def __str__(self) -> str:

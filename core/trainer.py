@@ -17,6 +17,7 @@ from .build import (AUTO_CLASSIFIER_VOCAB, AUTO_QUADRATIC_DIM, build_critic, bui
 from .data import FrameBank
 from .errors import MinecliError
 from .interfaces import Estimator
+from .interval import honest_interval
 from .nets import ClassifierCritic
 from .reference import ReferenceCritic
 from .registry import get_estimator_class
@@ -338,11 +339,40 @@ class Trainer:
             lo, hi, method = bootstrap_interval(bound, bank, tj, tm, self.cfg.bootstrap, gen, units)
             n_perm = self.cfg.null_permutations
             p_value = permutation_p(bound, self.scorer, bank, tj, tm, n_perm, self.cx, self.cy, self.device, gen, units)
-        return {"mi_nats": value, "ci95_nats": (lo, hi), "ci_method": method, "p_value": p_value,
+            # A generator of its own, so that the test-noise interval and the p-value are those of before.
+            bias_gen = torch.Generator().manual_seed(self.cfg.seed + seed_offset + 100)
+            in_sample, n_in = self.in_sample_bound(bias_gen)
+            other = self.other_critic_bound(bank, bias_gen)
+            ci, terms = honest_interval(value, (lo, hi), in_sample, [] if other is None else [other],
+                                        bank.n_frames, n_in)
+        return {"mi_nats": value, "ci95_nats": ci, "ci95_test_noise_nats": (lo, hi), "ci_terms": terms,
+                "ci_method": method, "p_value": p_value,
                 "p_value_text": p_value_text(p_value, n_perm), "n_permutations": n_perm,
                 "permutation_unit": units.describe() if n_perm else None,
                 "correlation_length_frames": units.correlation_length,
                 "n_frames": bank.n_frames, "n_utts": bank.n_utts, "n_marginal": int(tm.numel())}
+
+    def in_sample_bound(self, gen: torch.Generator, cap: int = 20_000) -> tuple[float | None, int]:
+        """The scoring critic's bound on (up to ``cap`` frames of) its own train split, and the frames used."""
+        bank = self.train
+        if bank.n_utts < 2:
+            return None, 0
+        if bank.n_frames > cap:  # whole utterances in random order, up to the cap
+            order = torch.randperm(bank.n_utts, generator=gen)
+            lengths = (bank.offsets[1:] - bank.offsets[:-1])[order]
+            keep = max(2, int(torch.searchsorted(torch.cumsum(lengths, 0), torch.tensor(cap), right=True)))
+            bank = bank.subset_utts(torch.sort(order[:keep]).values)
+        tj, tm = self.score_bank(bank, self.est_cfg.eval_negatives, gen=gen)
+        return float(self.estimator.bound(tj, tm)), bank.n_frames
+
+    def other_critic_bound(self, bank: FrameBank, gen: torch.Generator) -> float | None:
+        """The test bound of the critic that was not selected (trained or closed-form), when there was a choice."""
+        fit = self.selection.fit
+        if fit is None or self.reference_report is None:
+            return None
+        other = self.model if self.reference is not None else fit.critic
+        tj, tm = self.score_bank(bank, self.est_cfg.eval_negatives, gen=gen, critic=other)
+        return float(self.estimator.bound(tj, tm))
 
     def resampling_units(self, bank: FrameBank, tj: torch.Tensor) -> Units:
         """The units the interval and the null resample, from the correlation length measured on this split: of
