@@ -129,3 +129,21 @@ def test_few_units_get_a_t_interval_that_covers_the_utterance_level_noise():
         covered += lo <= 0.0 <= hi
     assert method == "utterances (6; t interval)"
     assert covered >= 0.88 * 200, covered
+
+
+def test_the_null_stays_exact_with_a_handful_of_units():
+    # 4 independent utterances: only 24 re-pairings exist. Drawn uniformly (identity included) the
+    # observed pairing is exchangeable with them, so p <= 0.05 in at most 5% of draws: 5 of 100
+    # expected, 12 or more has probability 0.002 (binomial). Re-pairing by derangements only (9
+    # distinct null values) rejected in 20 of these 100 draws.
+    rng = np.random.default_rng(5)
+    gen = torch.Generator().manual_seed(2)
+    hits = 0
+    for _ in range(100):
+        xs = [ar1(100, 10, rng) + rng.standard_normal(2).astype(np.float32) for _ in range(4)]
+        ys = [ar1(100, 10, rng) + rng.standard_normal(2).astype(np.float32) for _ in range(4)]
+        bank = _bank(xs, ys)
+        tj = 3 * bank.x[:, 0] * bank.y[:, 0]
+        hits += permutation_p(_dv, _ProductCritic(), bank, tj, tj[:, None], 99, 1, 1, torch.device("cpu"), gen,
+                              Units("utterances", 1, 100)) <= 0.05
+    assert hits <= 11, hits
