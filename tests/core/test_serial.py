@@ -42,6 +42,7 @@ def test_independent_autocorrelated_frames_as_one_array_read_no_dependence():
     # neighbours); held-out blocks leave only test noise, a few hundredths of a nat at most.
     assert r.mi_nats < 0.05, r
     assert r.p_value > 0.05, r
+    assert f"p {r.p_value_text} (19 permutations of {r.permutation_unit})" in str(r)
     assert r.permutation_unit in ("utterances", ) or r.permutation_unit.startswith("blocks")
     assert any("contiguous blocks" in w for w in r.warnings)
     # kNN on correlated frames reads temporal neighbours as dependence (4.31 nats here): not given.
