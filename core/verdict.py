@@ -48,7 +48,7 @@ def result_suspicions(mi: float, ci: tuple[float, float], ci_method: str, best_v
                    f"({how}): the test split differs from train and validation (long "
                    "silences or constant frames, another speaker or recording); check the test files")
     elif hi < 0:
-        out.append(f"the whole 95% interval [{lo:.4f}, {hi:.4f}] is below 0: the critic does not carry over to the "
+        out.append(f"the whole test-noise 95% interval [{lo:.4f}, {hi:.4f}] is below 0: the critic does not carry over to the "
                    "test split, so this is not an estimate of I(X;Y); check the test files and the pairing")
     return out
 

@@ -191,7 +191,7 @@ def test_silence_in_the_test_split_is_flagged(run_config_file, audio_dataset, tm
     # every test frame scored alike (constant frames): a zero-width interval
     (0.0, (0.0, 0.0), 0.9, "far below the validation value 0.9000"),
     # validation itself near 0, but the whole test interval below 0
-    (-0.3, (-0.4, -0.2), -0.25, "the whole 95% interval [-0.4000, -0.2000] is below 0"),
+    (-0.3, (-0.4, -0.2), -0.25, "the whole test-noise 95% interval [-0.4000, -0.2000] is below 0"),
 ])
 def test_suspicion_thresholds(mi, ci, valid, expect):
     from minecli.core.verdict import result_suspicions
