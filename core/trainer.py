@@ -1,6 +1,7 @@
 """The training loop: a critic fitted on train frames, validated on a fixed protocol with early stopping, and
 the final held-out estimate. Scoring (scoring.py), selection against the reference (selection.py),
-checkpoints (resume.py) and the interval and p-value (resampling.py) live beside it."""
+checkpoints (resume.py), resampling for the interval and p-value (resampling.py, serial.py) and the
+widening of the interval by the estimator's bias (interval.py) live beside it."""
 from __future__ import annotations
 
 import math
@@ -22,7 +23,7 @@ from .nets import ClassifierCritic
 from .reference import ReferenceCritic
 from .registry import get_estimator_class
 from .resampling import (Units, block_bootstrap_indices, block_length, bootstrap_interval, p_value_text, permutation_p,
-                         resamples, resampling_units)
+                         resampling_units)
 from .result import LOG2, MIResult, entropy_report, result_warnings
 from .resume import Checkpoints
 from .scoring import score_bank, valid_protocol
@@ -380,8 +381,3 @@ class Trainer:
         offsets = None if bank.n_utts >= bank.n_frames else bank.offsets
         length = max(stream_correlation_length(bank.x, bank.y, offsets), correlation_length(tj, offsets))
         return resampling_units(bank, length)
-
-    @staticmethod
-    def _resamples(bank: FrameBank, b: int, gen: torch.Generator) -> Any:
-        """``b`` bootstrap resamples of the bank's frame indices, and how they are drawn."""
-        return resamples(bank, b, gen)
