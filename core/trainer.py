@@ -344,8 +344,7 @@ class Trainer:
             bias_gen = torch.Generator().manual_seed(self.cfg.seed + seed_offset + 100)
             in_sample, n_in = self.in_sample_bound(bias_gen)
             other = self.other_critic_bound(bank, bias_gen)
-            ci, terms = honest_interval(value, (lo, hi), in_sample, [] if other is None else [other],
-                                        bank.n_frames, n_in)
+            ci, terms = honest_interval(value, (lo, hi), in_sample, [] if other is None else [other], n_in)
         return {"mi_nats": value, "ci95_nats": ci, "ci95_test_noise_nats": (lo, hi), "ci_terms": terms,
                 "ci_method": method, "p_value": p_value,
                 "p_value_text": p_value_text(p_value, n_perm), "n_permutations": n_perm,

@@ -11,15 +11,15 @@ from minecli.core.interval import honest_interval, include_estimate
 
 
 def test_the_interval_is_the_hull_of_test_noise_in_sample_bound_and_other_estimates():
-    (lo, hi), terms = honest_interval(1.0, (0.9, 1.1), in_sample=1.3, others=[0.8], n_test=2000, n_in_sample=8000)
-    # in-sample 1.3 with noise 0.1 * sqrt(2000 / 8000) = 0.05 above it; another critic's lower bound
-    # 0.8 says nothing below (it missed more), so the lower end stays the test noise's.
-    assert hi == pytest.approx(1.35) and lo == pytest.approx(0.9)
+    (lo, hi), terms = honest_interval(1.0, (0.9, 1.1), in_sample=1.3, others=[0.8], n_in_sample=8000)
+    # in-sample 1.3 with the test noise 0.1 above it; another critic's lower bound 0.8 says nothing
+    # below (it missed more), so the lower end stays the test noise's.
+    assert hi == pytest.approx(1.4) and lo == pytest.approx(0.9)
     assert terms["test_noise"] == [0.9, 1.1] and terms["other_estimates_nats"] == [0.8]
-    (lo, hi), _ = honest_interval(1.0, (0.9, 1.1), in_sample=None, others=[1.2], n_test=2000, n_in_sample=0)
+    (lo, hi), _ = honest_interval(1.0, (0.9, 1.1), in_sample=None, others=[1.2], n_in_sample=0)
     assert (lo, hi) == pytest.approx((0.9, 1.3))
     # The in-sample bound only ever raises the upper end: a critic that underfits adds nothing.
-    (lo, hi), _ = honest_interval(1.0, (0.9, 1.1), in_sample=0.5, others=[], n_test=2000, n_in_sample=8000)
+    (lo, hi), _ = honest_interval(1.0, (0.9, 1.1), in_sample=0.5, others=[], n_in_sample=8000)
     assert (lo, hi) == (0.9, 1.1)
     final = {"mi_nats": 1.0, "ci95_nats": (0.9, 1.1), "ci95_test_noise_nats": (0.95, 1.05)}
     include_estimate(final, 1.2, "baseline_nats")
