@@ -24,7 +24,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import _bench  # the benchmarks folder is on sys.path when a script in it runs

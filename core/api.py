@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from .data import FrameBank, Normalization, normalize_banks
 from .errors import ConfigError, MinecliError
+from .interval import include_estimate
 from .params import parse_params
+from .serial import MIN_SERIES_BLOCKS, series_blocks, stream_correlation_length
 from .spec import StreamSpec
 from .trainer import (CriticConfig, EstimatorConfig, HeadConfig, MIResult, TrainConfig, Trainer, entropy_report,
                       result_warnings)
@@ -53,6 +56,22 @@ def _split_indices(n: int, fractions: Sequence[float], gen: torch.Generator) -> 
     return [torch.sort(order[cuts[i]:cuts[i + 1]]).values for i in range(len(fractions))]
 
 
+def _blocks_if_serial(x: torch.Tensor, y: torch.Tensor, force: bool,
+                      min_blocks: int) -> tuple[list[torch.Tensor], list[torch.Tensor], bool, str | None]:
+    """One array cut into gapped contiguous blocks (as utterances) when its frames are serially correlated."""
+    length = stream_correlation_length(x, y)
+    if length < 2 and not force:
+        return [x], [y], False, None
+    length = max(length, 2)
+    blocks, block, gap = series_blocks(x.shape[0], length, min_blocks)
+    note = (f"x and y are serially correlated (correlation length {length} frames, measured in the given order): "
+            f"they were split as {len(blocks)} contiguous blocks of {block} frames with {gap} frames dropped "
+            f"between blocks, not frame by frame; pass per-utterance lists to split by utterance, or "
+            "serial='iid' if the rows are exchangeable")
+    warnings.warn(note, stacklevel=3)
+    return [x[s] for s in blocks], [y[s] for s in blocks], True, note
+
+
 def split_plan(n_units: int, split: Sequence[float], folds: int, seed: int) -> list[list[torch.Tensor]]:
     """(train, valid, test) unit indices for each fold, exactly as ``estimate_mi`` draws them."""
     gen = torch.Generator().manual_seed(seed + 100)
@@ -77,7 +96,8 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
                 head_x: dict[str, Any] | None = None, head_y: dict[str, Any] | None = None,
                 estimator_params: dict[str, Any] | None = None, n_negatives: int = 4,
                 eval_negatives: int = 64, critic: dict[str, Any] | None = None, baseline: bool = True,
-                folds: int = 1, seed: int = 0, **training: Any) -> MIResult:
+                folds: int = 1, seed: int = 0, serial: Literal["auto", "blocks", "iid"] = "auto",
+                **training: Any) -> MIResult:
     """Estimate I(X;Y) in nats from paired frames, with a held-out test estimate and a 95% interval.
 
     ``x`` and ``y`` are arrays or tensors of paired frames, float ``[N, D]`` or integer ``[N]`` /
@@ -93,6 +113,12 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
     bounds, its interval combines the folds' bootstrap errors, and the p-value combines theirs
     (Fisher). It costs K trainings and cuts the test noise by about sqrt(K * test fraction): worth
     it on small corpora, where that noise dominates the error.
+
+    A single array whose frames are serially correlated (``serial="auto"`` measures the correlation
+    length of both streams in the given order; ``"blocks"`` assumes it) is never split frame by frame:
+    neighbouring frames would sit in train and test alike. It is cut into contiguous blocks of six
+    correlation lengths with gaps of two dropped between them, the blocks are split like utterances,
+    and a warning says so. ``serial="iid"`` declares the rows exchangeable and splits them one by one.
     """
     t0 = time.perf_counter()
     per_utt = isinstance(x, (list, tuple)) and not np.isscalar(x[0]) and np.asarray(x[0]).ndim >= 1 \
@@ -118,10 +144,16 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
 
     if not isinstance(folds, int) or folds < 1:
         raise MinecliError(f"folds must be 1 (one train/valid/test split) or a number of folds >= 2, not {folds!r}")
+    if serial not in ("auto", "blocks", "iid"):
+        raise MinecliError(f"serial must be 'auto', 'blocks' or 'iid', not {serial!r}")
+    notes: list[str] = []
     if not per_utt:
         context = 1
         if xs[0].shape[0] < 50:
             raise MinecliError(f"only {xs[0].shape[0]} paired samples; MINE needs at least a few hundred")
+        if serial != "iid":
+            xs, ys, per_utt, note = _blocks_if_serial(xs[0], ys[0], serial == "blocks", max(MIN_SERIES_BLOCKS, 4 * folds))
+            notes += [note] if note else []
     elif len(xs) < (6 if folds == 1 else max(6, 2 * folds)):
         raise MinecliError(f"with per-utterance lists, give at least {max(6, 2 * folds)} utterances (every split "
                            "needs two or more); or pass concatenated arrays")
@@ -157,7 +189,6 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
         final = _combine_folds([(f, n) for _, f, n in fits])
     # With folds, each fold normalises with its own train statistics: entropies and baselines then
     # use the whole corpus as given.
-    raw = [full] if full is not None else list(banks.values())
     entropy = entropy_report(spec_x, spec_y, full if full is not None else banks["test"])
     if context > 1:  # an estimate over windows meets the window's ceiling, not one frame's
         from .units import sample_units, window_ceilings
@@ -165,31 +196,31 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
         entropy = window_ceilings(entropy, sample_units(1.0, 1.0, 1.0, context, context))
     base = None
     if baseline:
-        # A classical estimate trains nothing, so it may use every sample, not only the test split
-        # (up to a cap, so that the baseline never costs another copy of a large corpus).
-        cap = 500_000
-        total = sum(b.n_frames for b in raw)
-        g = torch.Generator().manual_seed(seed + 7)
-        picks = [torch.randperm(b.n_frames, generator=g)[: max(1, b.n_frames * cap // total)] if total > cap
-                 else torch.arange(b.n_frames) for b in raw]
-        everything = FrameBank.from_arrays(torch.cat([b.x[i] for b, i in zip(raw, picks)]),
-                                           torch.cat([b.y[i] for b, i in zip(raw, picks)]))
-        base = classical_baseline(everything, spec_x, spec_y)
-    warns = result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"],
-                            trainer.estimator, est.eval_negatives)
+        # The test frames of the estimate (every frame, with folds): the baseline reads the same split.
+        base = test_split_baseline(full if full is not None else banks["test"], spec_x, spec_y,
+                                   final["correlation_length_frames"], seed)
+    if base and base.get("mi_nats") is not None:
+        include_estimate(final, float(base["mi_nats"]), "baseline_nats")
+    warns = notes + result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"],
+                                    trainer.estimator, est.eval_negatives)
     for i, (fit, fold_final, _n) in enumerate(fits):
         warns += [w if folds == 1 else f"fold {i + 1}: {w}" for w in trainer_suspicions(fit, fold_final)]
     seconds = time.perf_counter() - t0
     train_s = sum(t.train_seconds for t, _, _ in fits)
     return MIResult(mi_nats=final["mi_nats"], ci95_nats=final["ci95_nats"], estimator=estimator,
+                    ci95_test_noise_nats=final["ci95_test_noise_nats"], ci_terms=final["ci_terms"],
                     lower_bound=bool(trainer.estimator.lower_bound), n_test_frames=final["n_frames"],
                     n_test_utts=final["n_utts"], ci_method=final["ci_method"], p_value=final["p_value"],
                     best_step=trainer.best_step, steps_run=trainer.step, stopped_early=trainer.stopped_early,
                     stop_reason=trainer.stop_reason,
                     seconds=seconds, history=trainer.history, entropy=entropy, baseline=base, warnings=warns,
                     critic=trainer.describe_critic(), reference=trainer.reference_report,
+                    p_value_text=final["p_value_text"], n_permutations=final["n_permutations"],
+                    permutation_unit=final["permutation_unit"],
+                    correlation_length_frames=final["correlation_length_frames"],
                     pairs_per_second=sum(t.step * t.pairs_per_step for t, _, _ in fits) / max(train_s, 1e-9),
-                    folds=[{"mi_nats": f["mi_nats"], "ci95_nats": list(f["ci95_nats"]), "n_test_frames": n,
+                    folds=[{"mi_nats": f["mi_nats"], "ci95_nats": list(f["ci95_nats"]),
+                            "ci95_test_noise_nats": list(f["ci95_test_noise_nats"]), "n_test_frames": n,
                             "best_step": t.best_step, "steps_run": t.step, "critic": t.describe_critic()}
                            for t, f, n in fits] if folds > 1 else [])
 
@@ -200,7 +231,7 @@ def _combine_folds(results: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
     weights = [n / n_total for _, n in results]
     mi = sum(w * r["mi_nats"] for w, (r, _) in zip(weights, results))
     # Folds are disjoint test sets scored by different critics, so their errors are independent.
-    se = math.sqrt(sum((w * (r["ci95_nats"][1] - r["ci95_nats"][0]) / (2 * 1.96)) ** 2
+    se = math.sqrt(sum((w * (r["ci95_test_noise_nats"][1] - r["ci95_test_noise_nats"][0]) / (2 * 1.96)) ** 2
                        for w, (r, _) in zip(weights, results)))
     ps = [r["p_value"] for r, _ in results]
     p_value = None
@@ -209,10 +240,40 @@ def _combine_folds(results: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
         half = -sum(math.log(max(p, 1e-300)) for p in ps)
         p_value = min(1.0, math.exp(-half) * sum(half**i / math.factorial(i) for i in range(len(ps))))
     first = results[0][0]
-    return {"mi_nats": mi, "ci95_nats": (mi - 1.96 * se, mi + 1.96 * se),
+    noise = (mi - 1.96 * se, mi + 1.96 * se)
+    # Bias does not average out over folds: the folds' own widenings, frame-weighted, around the combined noise.
+    widened = (min(noise[0], sum(w * r["ci95_nats"][0] for w, (r, _) in zip(weights, results))),
+               max(noise[1], sum(w * r["ci95_nats"][1] for w, (r, _) in zip(weights, results))))
+    n_perm = first["n_permutations"]
+    # Fisher's combination is continuous: its floor is the floors' combination, not 1/(1 + n_perm).
+    floor = None
+    if p_value is not None:
+        half = len(ps) * math.log(1 + n_perm)
+        floor = min(1.0, math.exp(-half) * sum(half**i / math.factorial(i) for i in range(len(ps))))
+    text = None if p_value is None else (f"< {floor:.2g}" if p_value <= floor * (1 + 1e-9) else f"{p_value:.2g}")
+    return {"mi_nats": mi, "ci95_nats": widened, "ci95_test_noise_nats": noise,
+            "ci_terms": {"folds": [r["ci_terms"] for r, _ in results]},
             "ci_method": f"{first['ci_method']} in each of {len(results)} folds", "p_value": p_value,
+            "p_value_text": text, "n_permutations": n_perm * len(results),
+            "permutation_unit": first["permutation_unit"],
+            "correlation_length_frames": max(r["correlation_length_frames"] for r, _ in results),
             "n_frames": n_total, "n_utts": sum(r["n_utts"] for r, _ in results),
             "n_marginal": sum(r["n_marginal"] for r, _ in results)}
+
+
+def test_split_baseline(bank: FrameBank, spec_x: StreamSpec, spec_y: StreamSpec, correlation_length: int,
+                        seed: int = 0, cap: int = 500_000) -> dict[str, Any] | None:
+    """The classical baseline on the estimate's test frames, or why there is none for serially correlated ones."""
+    if correlation_length >= 2:
+        # kNN and plug-in estimates count a frame's temporal neighbours as dependence (independent
+        # AR(1) streams read several nats), so none is given rather than a misleading one.
+        return {"method": None, "mi_nats": None,
+                "reason": f"the test frames are serially correlated over {correlation_length} frames; classical "
+                          "estimates would read temporal neighbours as dependence"}
+    if bank.n_frames > cap:  # never another copy of a large corpus
+        pick = torch.randperm(bank.n_frames, generator=torch.Generator().manual_seed(seed + 7))[:cap]
+        bank = FrameBank.from_arrays(bank.x[pick], bank.y[pick])
+    return classical_baseline(bank, spec_x, spec_y)
 
 
 def classical_baseline(bank: FrameBank, spec_x: StreamSpec, spec_y: StreamSpec) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ import yaml
 
 from .errors import ConfigError, MinecliError, PluginError, did_you_mean
 from .params import fields_of, param, params_to_dict, parse_params
-from .trainer import CriticConfig, EstimatorConfig, HeadConfig, TrainConfig
+from .settings import CriticConfig, EstimatorConfig, HeadConfig, TrainConfig
 
 
 def default_cache_dir() -> str:

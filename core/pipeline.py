@@ -418,7 +418,8 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
 
 def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, stack: contextlib.ExitStack) -> RunResult:
     """run_config with the output folder held (locked) until `stack` closes."""
-    from .api import classical_baseline
+    from .api import test_split_baseline
+    from .interval import include_estimate
     from .report import write_results
     from .trainer import Trainer, entropy_report, result_warnings
     from .units import plan_units, window_ceilings
@@ -459,7 +460,9 @@ def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, sta
     final = trainer.estimate()
     units = plan_units(plan, prep.specs["x"].frame_rate, prep.specs["y"].frame_rate, cx, cy)
     entropy = window_ceilings(entropy_report(prep.specs["x"], prep.specs["y"], banks["test"]), units)
-    baseline = classical_baseline(banks["test"], prep.specs["x"], prep.specs["y"])
+    baseline = test_split_baseline(banks["test"], prep.specs["x"], prep.specs["y"], final["correlation_length_frames"])
+    if baseline and baseline.get("mi_nats") is not None:
+        include_estimate(final, float(baseline["mi_nats"]), "baseline_nats")
     warns = result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"], trainer.estimator,
                             cfg.estimator.eval_negatives)
     warns += trainer_suspicions(trainer, final)
@@ -470,8 +473,14 @@ def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, sta
         "mi_bits": final["mi_nats"] / 0.6931471805599453,
         "ci95_nats": list(final["ci95_nats"]),
         "ci95_bits": [v / 0.6931471805599453 for v in final["ci95_nats"]],
+        "ci95_test_noise_nats": list(final["ci95_test_noise_nats"]),
+        "ci_terms": final["ci_terms"],
         "ci_method": final["ci_method"],
         "p_value_no_dependence": final["p_value"],
+        "p_value_no_dependence_text": final["p_value_text"],
+        "n_permutations": final["n_permutations"],
+        "permutation_unit": final["permutation_unit"],
+        "correlation_length_frames": final["correlation_length_frames"],
         "mi_nats_per_second": final["mi_nats"] * units.samples_per_second,
         "mi_bits_per_second": units.to_dict(final["mi_nats"])["mi_bits_per_second"],
         "aligned_frame_rate_hz": plan.rate,

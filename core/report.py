@@ -24,10 +24,18 @@ def summary_text(doc: dict[str, Any]) -> str:
         f"  estimator: {doc['estimator']} ({'lower bound' if doc['lower_bound'] else 'not a strict bound'}), "
         f"test frames {doc['frames']['test']}, CI by {doc['ci_method']}",
     ]
+    if doc.get("ci95_test_noise_nats"):
+        nlo, nhi = doc["ci95_test_noise_nats"]
+        terms = [k for k in doc.get("ci_terms") or {} if k != "test_noise"]
+        lines.append(f"  95% interval from test noise alone: [{nlo:.4f}, {nhi:.4f}] nats"
+                     + (f"; the interval above also spans {', '.join(terms)}" if terms else ""))
     if doc.get("critic"):
         lines.append(f"  critic: {doc['critic']}")
     if doc.get("p_value_no_dependence") is not None:
-        lines.append(f"  p-value of no dependence (shuffled pairings): {doc['p_value_no_dependence']:.3g}")
+        p_text = doc.get("p_value_no_dependence_text") or f"{doc['p_value_no_dependence']:.3g}"
+        how = (f"{doc['n_permutations']} re-pairings of {doc['permutation_unit']}" if doc.get("n_permutations")
+               else "shuffled pairings")
+        lines.append(f"  p-value of no dependence: {p_text} ({how})")
     for side, ent in (doc.get("entropy") or {}).items():
         k = ent.get("source_frames_per_sample", 1)
         window = (f"; ceiling of a {k}-frame window {ent['ceiling_nats']:.3f} nats ({k} x H)" if k > 1 else "")

@@ -48,7 +48,7 @@ def result_suspicions(mi: float, ci: tuple[float, float], ci_method: str, best_v
                    f"({how}): the test split differs from train and validation (long "
                    "silences or constant frames, another speaker or recording); check the test files")
     elif hi < 0:
-        out.append(f"the whole 95% interval [{lo:.4f}, {hi:.4f}] is below 0: the critic does not carry over to the "
+        out.append(f"the whole test-noise 95% interval [{lo:.4f}, {hi:.4f}] is below 0: the critic does not carry over to the "
                    "test split, so this is not an estimate of I(X;Y); check the test files and the pairing")
     return out
 
@@ -57,7 +57,9 @@ def trainer_suspicions(trainer: Any, final: dict[str, Any]) -> list[str]:
     """``result_suspicions`` for a trainer's test estimate, against the critic that actually scored it."""
     ref = trainer.reference_report
     scored_valid = ref["valid_nats"] if ref and ref["selected"] else trainer.best_value
-    return result_suspicions(final["mi_nats"], final["ci95_nats"], final["ci_method"], scored_valid, trainer.history)
+    # the test-noise interval: the reported one is widened by the estimator's bias terms
+    noise_ci = final.get("ci95_test_noise_nats", final["ci95_nats"])
+    return result_suspicions(final["mi_nats"], noise_ci, final["ci_method"], scored_valid, trainer.history)
 
 
 def flag_non_finite(doc: dict[str, Any]) -> list[str]:

@@ -95,9 +95,10 @@ def test_cross_fitting_scores_every_sample_once_and_combines_the_folds():
     assert len(r.folds) == 3 and r.n_test_frames == n == sum(f["n_test_frames"] for f in r.folds)
     # The estimate is the frame-weighted mean of the folds' held-out bounds.
     assert r.mi_nats == pytest.approx(sum(f["mi_nats"] * f["n_test_frames"] for f in r.folds) / n)
-    # Independent folds: the combined interval is narrower than any single fold's.
-    width = r.ci95_nats[1] - r.ci95_nats[0]
-    assert all(width < f["ci95_nats"][1] - f["ci95_nats"][0] for f in r.folds)
+    # Independent folds: the combined test noise is smaller than any single fold's.
+    width = r.ci95_test_noise_nats[1] - r.ci95_test_noise_nats[0]
+    assert all(width < f["ci95_test_noise_nats"][1] - f["ci95_test_noise_nats"][0] for f in r.folds)
+    assert r.ci95_nats[0] <= r.ci95_test_noise_nats[0] and r.ci95_nats[1] >= r.ci95_test_noise_nats[1]
     # 3,000 test scores: SE ~0.03 nats; 0.12 allows 3 SE plus a short training's shortfall.
     assert abs(r.mi_nats - truth) < 0.12, r
     assert r.p_value is not None and r.p_value < 0.01  # three folds at p = 0.05 each combine to ~0.004

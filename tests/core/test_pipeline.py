@@ -455,6 +455,15 @@ def test_run_json_on_the_command_line(seed_csvs, write_yaml, tmp_path):
     assert doc["entropy"]["x"]["log_vocab_nats"] == pytest.approx(math.log(16))
     assert 0 < doc["entropy"]["x"]["plugin_entropy_nats"] <= math.log(16) + 1e-9
     assert 0 < doc["p_value_no_dependence"] <= 1
+    # The p-value is quotable as text ("< 0.01" at its floor) with how many re-pairings of what.
+    floor = 1 / (1 + doc["n_permutations"])
+    text = doc["p_value_no_dependence_text"]
+    assert text == (f"< {floor:.2g}" if doc["p_value_no_dependence"] <= floor else f"{doc['p_value_no_dependence']:.2g}")
+    assert doc["n_permutations"] == doc["config"]["training"]["null_permutations"] and doc["permutation_unit"]
+    assert doc["correlation_length_frames"] >= 1
+    # The reported interval holds the cheap test-noise one.
+    nlo, nhi = doc["ci95_test_noise_nats"]
+    assert lo <= nlo <= doc["mi_nats"] <= nhi <= hi and "test_noise" in doc["ci_terms"]
     assert doc["extraction"]["x"]["source"] == "csv"
     on_disk = json.loads((tmp_path / "csv_out" / "results.json").read_text())
     assert on_disk["mi_nats"] == doc["mi_nats"]
@@ -462,6 +471,13 @@ def test_run_json_on_the_command_line(seed_csvs, write_yaml, tmp_path):
     text = invoke("run", str(path), "training.steps=10", f"output.dir={tmp_path / 'o2'}")
     assert text.exit_code == 0 and text.stdout.startswith("I(X;Y) = ")
     assert "utterances dropped by pairing: 1/0/0" in text.stdout
+    assert f"p-value of no dependence: {text_p(tmp_path / 'o2')} ({doc['n_permutations']} re-pairings of " in text.stdout
+    assert "95% interval from test noise alone: [" in text.stdout
+
+
+def text_p(out: Path) -> str:
+    """The p-value text a run wrote to results.json."""
+    return json.loads((out / "results.json").read_text())["p_value_no_dependence_text"]
 
 
 def test_run_errors_are_one_clear_line(run_config_file):

@@ -13,7 +13,8 @@ from minecli.core.data import FrameBank
 from minecli.core.reference import (ADDITIVE_RIDGES, ALPHAS, MARGINAL_PSEUDO_COUNTS, MAX_FLOAT_WIDTH, SPREAD_PSEUDO_FRAMES, LdaReference, ReferenceCritic, SpreadReference,
                                     _fit_additive, _fit_gaussian, _fit_lda, _fit_table, reference_kind)
 from minecli.core.spec import StreamSpec
-from minecli.core.trainer import CriticConfig, TrainConfig, Trainer, _ReferenceFit
+from minecli.core.selection import ReferenceFit
+from minecli.core.trainer import CriticConfig, TrainConfig, Trainer
 
 FAST = dict(progress=False, null_permutations=0, bootstrap=50, validate_every=50, baseline=False)
 
@@ -197,9 +198,9 @@ def _rule_trainer(history: list[tuple[int, float]], reference_value: float | Non
                                       progress=False))
     tr.history = [{"step": s, "valid_mi": v} for s, v in history]
     tr.step, tr.best_value = history[-1][0], max(v for _, v in history)
-    tr._reference_tried = True
-    tr._reference_fit = None if reference_value is None else _ReferenceFit(None, reference_value, "gaussian",
-                                                                            torch.zeros(1), torch.zeros(1, 1))
+    tr.selection.tried = True
+    tr.selection.fit = None if reference_value is None else ReferenceFit(None, reference_value, "gaussian",
+                                                                         torch.zeros(1), torch.zeros(1, 1))
     return tr
 
 

@@ -20,6 +20,7 @@ import soundfile as sf
 import torch
 
 from minecli import Extractor, StreamSpec
+from minecli.core import resume as resume_mod
 from minecli.core import trainer as trainer_mod
 from minecli.core.outdir import LOCK_NAME
 from minecli.core.pipeline import extract_all, load_side, prepare
@@ -183,7 +184,7 @@ def test_silence_in_the_test_split_is_flagged(run_config_file, audio_dataset, tm
     # every test frame scored alike (constant frames): a zero-width interval
     (0.0, (0.0, 0.0), 0.9, "far below the validation value 0.9000"),
     # validation itself near 0, but the whole test interval below 0
-    (-0.3, (-0.4, -0.2), -0.25, "the whole 95% interval [-0.4000, -0.2000] is below 0"),
+    (-0.3, (-0.4, -0.2), -0.25, "the whole test-noise 95% interval [-0.4000, -0.2000] is below 0"),
 ])
 def test_suspicion_thresholds(mi, ci, valid, expect):
     from minecli.core.verdict import result_suspicions
@@ -353,7 +354,7 @@ def test_disk_full_while_saving_a_checkpoint(run_config_file, tmp_path, monkeypa
     def full(*a, **k):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(trainer_mod, "save_file", full)
+    monkeypatch.setattr(resume_mod, "save_file", full)
     one_line_error(run(run_config_file()), r"cannot write \S+/checkpoints/best: no space left on the device; free "
                                            r"some space and run again")
     ckpt = tmp_path / "out" / "checkpoints"
