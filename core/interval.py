@@ -42,7 +42,7 @@ def include_estimate(final: dict[str, Any], estimate: float | None, label: str) 
     if estimate is None or not math.isfinite(estimate):
         return
     value, (lo, hi) = final["mi_nats"], final["ci95_test_noise_nats"]
-    up = max(hi - value, 0.0)
+    up, down = max(hi - value, 0.0), max(value - lo, 0.0)
     c_lo, c_hi = final["ci95_nats"]
     final["ci95_nats"] = (min(c_lo, estimate - down), max(c_hi, estimate + up))
     final.setdefault("ci_terms", {})[label] = estimate
