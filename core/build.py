@@ -5,6 +5,7 @@ import warnings
 
 import torch
 
+from . import devices
 from .errors import ConfigError
 from .nets import ClassifierCritic, Critic
 from .registry import get_head_class
@@ -13,16 +14,8 @@ from .spec import StreamSpec
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' means CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"training.device: unknown device {name!r}; use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"training.device is {name!r} but no CUDA device is available; use 'cpu' or 'auto'")
-    return dev
+    """Training's device: 'auto' means CUDA when present, else the CPU (the rules of extraction's device)."""
+    return devices.resolve_device(name, "training.device")
 
 
 def build_head(spec: StreamSpec, context: int, cfg: HeadConfig, side: str) -> torch.nn.Module:

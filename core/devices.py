@@ -1,4 +1,4 @@
-"""Which torch device extraction runs on: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, one per local rank."""
+"""Which torch device extraction and training run on: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, one per local rank."""
 from __future__ import annotations
 
 import os
@@ -30,7 +30,7 @@ def resolve_device(name: str | None, where: str = "extraction.device") -> "torch
     except RuntimeError:
         raise ConfigError(f"{where}: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"{where}: device {name!r} is not supported for extraction; use auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"{where}: device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
     if dev.type == "cpu":
         return dev
     if not torch.cuda.is_available():

@@ -82,3 +82,14 @@ def test_each_rank_extracts_on_its_own_gpu_in_larger_batches(monkeypatch):
     _place(w2v, ExtractionConfig(device="cuda"), "y")
     assert w2v.device == torch.device("cpu")
     assert _batching(w2v, ExtractionConfig(), w2v.spec())[0] == 8
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the messages of a machine without CUDA")
+def test_training_device_follows_the_rules_of_extraction_device():
+    from minecli.core.build import resolve_device as training_device
+
+    assert training_device("auto").type == "cpu"
+    with pytest.raises(ConfigError, match=r"training\.device is 'cuda' but no CUDA device is available"):
+        training_device("cuda")
+    with pytest.raises(ConfigError, match=r"training\.device: unknown device 'tpu'"):
+        training_device("tpu")
