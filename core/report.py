@@ -26,9 +26,19 @@ def summary_text(doc: dict[str, Any]) -> str:
     ]
     if doc.get("ci95_test_noise_nats"):
         nlo, nhi = doc["ci95_test_noise_nats"]
-        terms = [k for k in doc.get("ci_terms") or {} if k != "test_noise"]
+        names = {"in_sample_nats": "the critic's bound on its own train frames",
+                 "other_estimates_nats": "the other critic's held-out bound", "baseline_nats": "the classical baseline"}
+        terms = []
+        for key, value in (doc.get("ci_terms") or {}).items():
+            # only what lies outside the test-noise interval widened the reported one
+            # (bounds of trained critics only ever raise the upper end; the baseline moves either end)
+            both = key == "baseline_nats"
+            outside = [x for x in (value if isinstance(value, list) else [value])
+                       if key.endswith("_nats") and key != "test_noise" and (x > nhi or (both and x < nlo))]
+            if outside:
+                terms.append(f"{names.get(key, key)} ({', '.join(f'{x:.4f}' for x in outside)})")
         lines.append(f"  95% interval from test noise alone: [{nlo:.4f}, {nhi:.4f}] nats"
-                     + (f"; the interval above also spans {', '.join(terms)}" if terms else ""))
+                     + (f"; widened to hold {' and '.join(terms)}, each with that noise" if terms else ""))
     if doc.get("critic"):
         lines.append(f"  critic: {doc['critic']}")
     if doc.get("p_value_no_dependence") is not None:

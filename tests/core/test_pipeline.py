@@ -534,3 +534,16 @@ def test_an_interrupted_training_resumes_from_its_checkpoint(run_config_file, tm
     # ... unless resume is off
     fresh = run_config(path, ["training.steps=10", "critic.hidden_dims=[8]", "output.resume=false"]).document
     assert [h["step"] for h in fresh["history"]] == [0, 10]
+
+
+def test_the_summary_names_only_the_terms_that_widened_the_interval(run_config_file):
+    """Terms inside the test-noise interval, or trained bounds below it, did not move the reported one."""
+    from minecli.core.report import summary_text
+
+    doc = dict(run_config(run_config_file(), ["training.steps=20"]).document)
+    lo, hi = doc["ci95_test_noise_nats"]
+    doc["ci_terms"] = {"test_noise": [lo, hi], "in_sample_nats": hi + 0.5, "in_sample_frames": 100,
+                       "other_estimates_nats": [lo - 1.0], "baseline_nats": lo - 0.25}
+    line = next(ln for ln in summary_text(doc).splitlines() if "test noise alone" in ln)
+    assert f"train frames ({hi + 0.5:.4f})" in line and f"classical baseline ({lo - 0.25:.4f})" in line
+    assert "other critic" not in line and "in_sample_frames" not in line
