@@ -59,10 +59,11 @@ class Checkpoints:
                 raise write_error(self.folder / which, exc) from None
             raise
 
-    def save(self, tr: Trainer, which: str, samplers: list[torch.Tensor] | None = None) -> None:
-        """Write checkpoint ``which`` (best or last) of the trainer; `samplers`: every rank's sampler state."""
+    def save(self, tr: Trainer, which: str, ranks: list[tuple[torch.Tensor, dict[str, Any]]] | None = None) -> None:
+        """Write checkpoint ``which`` (best or last) of the trainer; `ranks`: every rank's sampler and estimator
+        state under torchrun."""
         with self.staged(which) as tmp:
-            self._write(tr, which, tmp, samplers)
+            self._write(tr, which, tmp, ranks)
 
     def save_reference(self, tr: Trainer) -> None:
         """The selected reference critic's tensors beside the checkpoints, so the estimate can be re-scored."""
@@ -74,7 +75,8 @@ class Checkpoints:
                       str(tmp / "model.safetensors"))
             write_json(tmp / "state.json", {**report, "config": tr.config_doc})
 
-    def _write(self, tr: Trainer, which: str, tmp: Path, samplers: list[torch.Tensor] | None = None) -> None:
+    def _write(self, tr: Trainer, which: str, tmp: Path,
+               ranks: list[tuple[torch.Tensor, dict[str, Any]]] | None = None) -> None:
         """Weights and state of checkpoint `which` (best or last) into the staged folder `tmp`."""
         state = tr.model.state_dict() if which == "last" or tr.best_state is None else tr.best_state
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
@@ -92,9 +94,9 @@ class Checkpoints:
                     scalars.setdefault(str(pid), {})[key] = val
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.sampler"] = tr.gen.get_state()
-        for r, state in enumerate(samplers or []):
+        for r, (sampler, _) in enumerate(ranks or []):
             if r:  # rank 0's is rng.sampler, as in a single process
-                tensors[f"rng.sampler.rank{r}"] = state
+                tensors[f"rng.sampler.rank{r}"] = sampler
         if tr.best_state is not None:
             for k, v in tr.best_state.items():
                 tensors[f"best.{k}"] = v.detach().cpu().contiguous()
@@ -106,8 +108,9 @@ class Checkpoints:
                "estimator_state": tr.estimator.state_dict(), "param_groups": opt["param_groups"],
                "opt_scalars": scalars, "train_seconds": tr.train_seconds, "config": tr.config_doc,
                "sha256": digests(tmp)}
-        if samplers:
-            doc["world_size"] = len(samplers)
+        if ranks:
+            doc["world_size"] = len(ranks)
+            doc["estimator_state_ranks"] = [est for _, est in ranks[1:]]
         write_json(tmp / "state.json", doc)
 
     def try_resume(self, tr: Trainer, rank: int = 0) -> None:
@@ -175,7 +178,9 @@ class Checkpoints:
         tr.stopped_early = bool(doc["stopped_early"])
         tr.stop_reason = doc.get("stop_reason")
         tr.history = list(doc["history"])
-        tr.estimator.load_state_dict(doc.get("estimator_state", {}))
+        others = doc.get("estimator_state_ranks") or []
+        own = doc.get("estimator_state", {}) if rank == 0 or rank > len(others) else others[rank - 1]
+        tr.estimator.load_state_dict(own)
         tr.train_seconds = float(doc.get("train_seconds", 0.0))
         saved_world = int(doc.get("world_size", 1))
         if rank == 0:

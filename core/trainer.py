@@ -249,14 +249,15 @@ class Trainer:
     def _save(self, which: str) -> None:
         if self.checkpoints is None:
             return
-        samplers = None
+        ranks = None
         if self.distributed and which == "last":
             from .distributed import gather
 
-            # Every rank's sampler state, so that a resumed run draws the frames each rank would have drawn.
-            samplers = gather(self.gen.get_state())
+            # Every rank's sampler and estimator state (a moving average of its own batches), so that a
+            # resumed run continues on each rank as an uninterrupted one would.
+            ranks = gather((self.gen.get_state(), self.estimator.state_dict()))
         if self.primary:
-            self.checkpoints.save(self, which, samplers)
+            self.checkpoints.save(self, which, ranks)
 
     def _shared_validation(self) -> float:
         """The trained critic's validation bound, computed by rank 0 and the same on every rank."""
