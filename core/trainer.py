@@ -267,6 +267,16 @@ class Trainer:
 
         return float(broadcast(self.validate() if self.primary else math.nan))
 
+    def _unwrap(self) -> None:
+        """Free DistributedDataParallel now, while the process group it holds still exists."""
+        if self.ddp is not None:
+            import gc
+
+            self.ddp = None
+            # Its reducer would otherwise be freed at exit, after the group is gone, which aborts the process
+            # ("terminate called without an active exception") once in a few runs.
+            gc.collect()
+
     def _wrap(self) -> None:
         """Put the critic under DistributedDataParallel (after any resume: every rank then holds the same weights)."""
         if not self.distributed or self.ddp is not None:
@@ -383,6 +393,7 @@ class Trainer:
         self._save("last")
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+        self._unwrap()
         if self.primary:  # the other ranks have trained; rank 0 selects and estimates
             self.consider_reference()
         return self.history
