@@ -273,8 +273,7 @@ class Trainer:
             import gc
 
             self.ddp = None
-            # Its reducer would otherwise be freed at exit, after the group is gone, which aborts the process
-            # ("terminate called without an active exception") once in a few runs.
+            # It is in reference cycles: collected now, its reducer does not outlive the process group.
             gc.collect()
 
     def _wrap(self) -> None:
@@ -390,10 +389,10 @@ class Trainer:
         finally:
             self.train_seconds += time.perf_counter() - t0
             bar.close()
+            self._unwrap()
         self._save("last")
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-        self._unwrap()
         if self.primary:  # the other ranks have trained; rank 0 selects and estimates
             self.consider_reference()
         return self.history
