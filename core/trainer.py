@@ -273,7 +273,7 @@ class Trainer:
             import gc
 
             self.ddp = None
-            # It is in reference cycles: collected now, its reducer does not outlive the process group.
+            # Collected here, with the training loop, rather than whenever the cycles it sits in are next swept.
             gc.collect()
 
     def _wrap(self) -> None:
