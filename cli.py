@@ -160,6 +160,18 @@ def _overrides_help() -> str:
     return "KEY=VALUE overrides, e.g. training.steps=500 x.params.bandwidth=6"
 
 
+def _leave_rank() -> None:
+    """End a torchrun rank other than 0 once it has trained, without the interpreter's teardown."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # After training under DistributedDataParallel, a C++ destructor run after Python's own teardown
+    # aborted about one such rank in twenty ("terminate called without an active exception", status
+    # -6) though its work was done; it has written nothing, its process group is closed, so it leaves now.
+    os._exit(0)
+
+
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.argument("overrides", nargs=-1)
@@ -171,7 +183,7 @@ def run(config: str, overrides: tuple[str, ...], as_json: bool) -> None:
     result = run_config(config, list(overrides))
     if not result.primary:  # a torchrun rank other than 0: rank 0 prints the result
         click.echo(f"minecli: {result.summary}", err=True)
-        return
+        _leave_rank()
     if as_json:
         from .core.io import dumps_strict
 

@@ -3,7 +3,8 @@
 Files are split by position in the sorted list of a split's paths (round robin), so every process
 computes the same split without talking to the others, and each file falls to exactly one process.
 Processes share the feature cache through the filesystem; under torchrun (WORLD_SIZE > 1) they also
-join a gloo process group, only to wait for each other and to gather what each one extracted.
+join a gloo process group, to wait for each other, gather what each one extracted, and train under
+DistributedDataParallel (trainer.py).
 """
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import MinecliError
+
+#: added per rank to the training sampler's seed, so that ranks draw different frames (rank 0 keeps the
+#: single-process seed)
+RANK_SEED_STRIDE = 1_000_003
 
 #: how long a rank waits at a barrier for the slowest rank's extraction (hours of audio per rank are normal)
 BARRIER_TIMEOUT = datetime.timedelta(hours=float(os.environ.get("MINECLI_BARRIER_HOURS", "24")))
@@ -78,7 +83,8 @@ def init_group() -> bool:
 
     if launched().count <= 1 or not dist.is_available() or dist.is_initialized():
         return False
-    # gloo whatever the device: extraction only exchanges small Python objects between ranks.
+    # gloo whatever the device: the default group carries barriers and small Python objects; training
+    # on GPUs reduces its gradients over a NCCL group of its own (training_group).
     dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
     return True
 
@@ -109,6 +115,56 @@ def gather(obj: Any) -> list[Any]:
     return out
 
 
+def rank() -> int:
+    """This process's rank in the process group (0 in a single process)."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    """Number of ranks in the process group (1 in a single process)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if active() else 1
+
+
+def broadcast(obj: Any) -> Any:
+    """Rank 0's `obj` on every rank (`obj` itself in a single process)."""
+    import torch.distributed as dist
+
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def mean(value: float) -> float:
+    """The mean of `value` over the ranks, in float64 (`value` itself in a single process)."""
+    import torch
+    import torch.distributed as dist
+
+    if not active():
+        return value
+    t = torch.tensor(float(value), dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t) / dist.get_world_size()
+
+
+def training_group(device: Any) -> Any:
+    """The process group DistributedDataParallel reduces gradients over: NCCL for CUDA, else the gloo group.
+
+    The default group stays gloo (barriers and Python objects between ranks); gradients on GPUs go
+    through a NCCL group made for them. Every rank must call this, on the same kind of device.
+    """
+    import torch.distributed as dist
+
+    if getattr(device, "type", "cpu") == "cuda":
+        return dist.new_group(backend="nccl")
+    return None
+
+
 def close_group(created: bool) -> None:
     """Leave the process group if `created` says this process made it."""
     import torch.distributed as dist
@@ -117,5 +173,5 @@ def close_group(created: bool) -> None:
         dist.destroy_process_group()
 
 
-__all__ = ["BARRIER_TIMEOUT", "Shard", "active", "barrier", "close_group", "gather", "init_group", "launched",
-           "parse_shard"]
+__all__ = ["BARRIER_TIMEOUT", "RANK_SEED_STRIDE", "Shard", "active", "barrier", "broadcast", "close_group", "gather",
+           "init_group", "launched", "mean", "parse_shard", "rank", "training_group", "world_size"]

@@ -8,7 +8,7 @@ import platform
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +49,7 @@ class RunResult:
     document: dict[str, Any]
     summary: str
     output_dir: Path
-    #: False on torchrun ranks other than 0, which only extract; rank 0 writes the results
+    #: False on torchrun ranks other than 0, which extract and train; rank 0 writes the results
     primary: bool = True
 
 
@@ -403,8 +403,9 @@ def extract_config(config: str | os.PathLike[str], overrides: list[str] | None =
 def run_config(config: str | os.PathLike[str], overrides: list[str] | None = None) -> RunResult:
     """The whole job: extraction, pairing, training, held-out estimate, results on disk.
 
-    Under torchrun (WORLD_SIZE > 1) every rank extracts its share of the files; then rank 0 alone
-    pairs, trains and writes the results, and the other ranks return a result with ``primary`` False.
+    Under torchrun (WORLD_SIZE > 1) every rank extracts its share of the files, then every rank pairs and
+    trains under DistributedDataParallel; rank 0 alone writes checkpoints, estimates and writes the results,
+    and the other ranks return a result with ``primary`` False.
     """
     from .distributed import close_group, init_group
 
@@ -431,32 +432,36 @@ def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, sta
     cfg = prep.cfg
     out_dir = Path(cfg.output.dir or os.path.join("runs", config_name(config)))
     rank = launched()
-    if rank.index > 0:
-        # Training runs in one process: the other ranks only extract their share of the files.
-        counts = extract_all(prep, progress=False)
-        done = ", ".join(f"{side}: {c['extracted']} extracted" for side, c in counts.items())
-        summary = f"rank {rank.index}/{rank.count}: extraction done ({done}); rank 0 trains and writes the results"
-        return RunResult({"rank": rank.index, "extraction": counts}, summary, out_dir, primary=False)
-    claim_output_dir(out_dir, stack)
-    write_text(out_dir / "config.resolved.yaml", yaml.safe_dump(prep.doc, sort_keys=False))
-    for note in prep.notes:
-        print(f"minecli: note: {note}", file=sys.stderr)
-    counts = extract_all(prep, progress=cfg.training.progress)
+    primary = rank.index == 0
+    if primary:
+        claim_output_dir(out_dir, stack)
+        write_text(out_dir / "config.resolved.yaml", yaml.safe_dump(prep.doc, sort_keys=False))
+        for note in prep.notes:
+            print(f"minecli: note: {note}", file=sys.stderr)
+    counts = extract_all(prep, progress=cfg.training.progress and primary)
     t_extract = time.perf_counter() - t0
+    # Every rank pairs the same cached features into the same banks (pairing is deterministic).
     banks, stats, plan = build_banks(prep)
     cx, cy = cfg.contexts()
     training = cfg.training
     if cfg.pairing.segment_length != training.segment_length:
-        from dataclasses import replace
-
         training = replace(training, segment_length=cfg.pairing.segment_length)
+    if not primary:  # one progress bar, rank 0's
+        training = replace(training, progress=False)
     trainer = Trainer(prep.specs["x"], prep.specs["y"], banks["train"], banks["valid"], banks["test"],
                       context_x=cx, context_y=cy, head_x=cfg.x.head, head_y=cfg.y.head, critic=cfg.critic,
                       estimator=cfg.estimator, training=training, checkpoint_dir=out_dir / "checkpoints",
-                      save_every=cfg.output.save_every, resume=cfg.output.resume, config_doc=prep.doc)
+                      save_every=cfg.output.save_every, resume=cfg.output.resume, config_doc=prep.doc,
+                      distributed=rank.count > 1)
     t1 = time.perf_counter()
     trainer.fit()
     t_train = time.perf_counter() - t1
+    if not primary:
+        done = ", ".join(f"{side}: {c['extracted']} extracted" for side, c in counts.items())
+        summary = (f"rank {rank.index}/{rank.count}: extraction ({done}) and training ({trainer.step} steps) done; "
+                   "rank 0 estimates and writes the results")
+        return RunResult({"rank": rank.index, "extraction": counts, "training": {"steps_run": trainer.step}},
+                         summary, out_dir, primary=False)
     final = trainer.estimate()
     units = plan_units(plan, prep.specs["x"].frame_rate, prep.specs["y"].frame_rate, cx, cy)
     entropy = window_ceilings(entropy_report(prep.specs["x"], prep.specs["y"], banks["test"]), units)
@@ -506,6 +511,8 @@ def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, sta
         "versions": _versions(),
         "config": prep.doc,
     }
+    if trainer.world > 1:  # a step's batch was world x batch_size segments
+        doc["training"]["processes"] = trainer.world
     note_inputs(doc, prep.stats.get("skipped", []), [c.get("conversion") for c in counts.values()], out_dir)
     flag_non_finite(doc)
     summary = write_results(out_dir, doc)

@@ -59,10 +59,11 @@ class Checkpoints:
                 raise write_error(self.folder / which, exc) from None
             raise
 
-    def save(self, tr: Trainer, which: str) -> None:
-        """Write checkpoint ``which`` (best or last) of the trainer."""
+    def save(self, tr: Trainer, which: str, ranks: list[tuple[torch.Tensor, dict[str, Any]]] | None = None) -> None:
+        """Write checkpoint ``which`` (best or last) of the trainer; `ranks`: every rank's sampler and estimator
+        state under torchrun."""
         with self.staged(which) as tmp:
-            self._write(tr, which, tmp)
+            self._write(tr, which, tmp, ranks)
 
     def save_reference(self, tr: Trainer) -> None:
         """The selected reference critic's tensors beside the checkpoints, so the estimate can be re-scored."""
@@ -74,7 +75,8 @@ class Checkpoints:
                       str(tmp / "model.safetensors"))
             write_json(tmp / "state.json", {**report, "config": tr.config_doc})
 
-    def _write(self, tr: Trainer, which: str, tmp: Path) -> None:
+    def _write(self, tr: Trainer, which: str, tmp: Path,
+               ranks: list[tuple[torch.Tensor, dict[str, Any]]] | None = None) -> None:
         """Weights and state of checkpoint `which` (best or last) into the staged folder `tmp`."""
         state = tr.model.state_dict() if which == "last" or tr.best_state is None else tr.best_state
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
@@ -92,6 +94,9 @@ class Checkpoints:
                     scalars.setdefault(str(pid), {})[key] = val
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.sampler"] = tr.gen.get_state()
+        for r, (sampler, _) in enumerate(ranks or []):
+            if r:  # rank 0's is rng.sampler, as in a single process
+                tensors[f"rng.sampler.rank{r}"] = sampler
         if tr.best_state is not None:
             for k, v in tr.best_state.items():
                 tensors[f"best.{k}"] = v.detach().cpu().contiguous()
@@ -103,10 +108,14 @@ class Checkpoints:
                "estimator_state": tr.estimator.state_dict(), "param_groups": opt["param_groups"],
                "opt_scalars": scalars, "train_seconds": tr.train_seconds, "config": tr.config_doc,
                "sha256": digests(tmp)}
+        if ranks:
+            doc["world_size"] = len(ranks)
+            doc["estimator_state_ranks"] = [est for _, est in ranks[1:]]
         write_json(tmp / "state.json", doc)
 
-    def try_resume(self, tr: Trainer) -> None:
-        """Restore the trainer from checkpoints/last (or the folder an interrupted swap left), when there is one."""
+    def try_resume(self, tr: Trainer, rank: int = 0) -> None:
+        """Restore the trainer from checkpoints/last (or the folder an interrupted swap left), when there is one;
+        `rank` picks that rank's sampler state."""
         last = self.folder / "last"
         candidates = [f for f in (last, last.with_name("last.old")) if (f / "state.json").exists()]
         if not candidates:
@@ -123,7 +132,7 @@ class Checkpoints:
                 continue
             for problem in problems:
                 print(f"minecli: warning: {problem}; using the earlier checkpoint {folder}", file=sys.stderr)
-            self._restore(tr, folder, doc, model, tensors)
+            self._restore(tr, folder, doc, model, tensors, rank)
             return
         raise MinecliError(f"{problems[0]}; no earlier checkpoint is readable. Delete {self.folder} to start "
                            "training afresh, or run with output.resume=false")
@@ -136,7 +145,7 @@ class Checkpoints:
                                "output.dir, or output.resume=false to start over")
 
     def _restore(self, tr: Trainer, last: Path, doc: dict[str, Any], model: dict[str, torch.Tensor],
-                 tensors: dict[str, torch.Tensor]) -> None:
+                 tensors: dict[str, torch.Tensor], rank: int = 0) -> None:
         """Continue from a checkpoint whose files read_state and read_tensors have validated."""
         tr.model.load_state_dict(model)
         opt_state: dict[int, dict[str, Any]] = {}
@@ -152,7 +161,14 @@ class Checkpoints:
             raise MinecliError(f"checkpoint {last / 'state.json'} does not fit this model ({exc}); delete "
                                f"{self.folder} to start training afresh, or run with output.resume=false") from None
         torch.set_rng_state(tensors["rng.torch"])
-        tr.gen.set_state(tensors["rng.sampler"])
+        sampler = tensors["rng.sampler"] if rank == 0 else tensors.get(f"rng.sampler.rank{rank}")
+        if sampler is not None:
+            tr.gen.set_state(sampler)
+        else:
+            # Saved by fewer ranks than now: this rank's frames continue from a seed of its own and the step.
+            from .distributed import RANK_SEED_STRIDE
+
+            tr.gen.manual_seed(tr.cfg.seed + 1 + RANK_SEED_STRIDE * rank + int(doc["step"]))
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
         tr.best_state = best or None
         tr.step, tr.best_value = int(doc["step"]), float(doc["best_value"])
@@ -162,9 +178,17 @@ class Checkpoints:
         tr.stopped_early = bool(doc["stopped_early"])
         tr.stop_reason = doc.get("stop_reason")
         tr.history = list(doc["history"])
-        tr.estimator.load_state_dict(doc.get("estimator_state", {}))
+        others = doc.get("estimator_state_ranks") or []
+        own = doc.get("estimator_state", {}) if rank == 0 or rank > len(others) else others[rank - 1]
+        tr.estimator.load_state_dict(own)
         tr.train_seconds = float(doc.get("train_seconds", 0.0))
-        print(f"minecli: resuming from {last} at step {tr.step}", file=sys.stderr)
+        saved_world = int(doc.get("world_size", 1))
+        if rank == 0:
+            print(f"minecli: resuming from {last} at step {tr.step}", file=sys.stderr)
+            if saved_world != tr.world:
+                print(f"minecli: note: the checkpoint was saved by {saved_world} process(es) and the run continues "
+                      f"with {tr.world}; training continues, but not exactly as an uninterrupted run would",
+                      file=sys.stderr)
 
 
 def model_part(doc: dict[str, Any]) -> Any:

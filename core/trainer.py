@@ -79,15 +79,42 @@ class _Progress:
 
 
 
+class _PairScores(torch.nn.Module):
+    """The critic's training forward pass (encode, then joint and marginal scores) as one ``forward``, which is
+    what DistributedDataParallel hooks to reduce the gradients of a step."""
+
+    def __init__(self, critic: torch.nn.Module) -> None:
+        super().__init__()
+        self.critic = critic
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint ``[N]`` and marginal ``[N, K]`` scores of a training batch."""
+        ax, ay = self.critic.encode(x, y)
+        return self.critic.score_negatives(ax, ay, ay, neg)
+
+
 class Trainer:
-    """Trains a critic on train frames, validates on a fixed protocol, estimates on test frames."""
+    """Trains a critic on train frames, validates on a fixed protocol, estimates on test frames.
+
+    With ``distributed`` (inside a torchrun process group) every rank trains the same critic under
+    DistributedDataParallel on frames of its own: a step's batch is world_size x batch_size segments.
+    Rank 0 validates and decides (the others follow its decisions) and alone writes checkpoints.
+    """
 
     def __init__(self, spec_x: StreamSpec, spec_y: StreamSpec, train: FrameBank, valid: FrameBank,
                  test: FrameBank | None = None, *, context_x: int = 1, context_y: int = 1,
                  head_x: HeadConfig | None = None, head_y: HeadConfig | None = None,
                  critic: CriticConfig | None = None, estimator: EstimatorConfig | None = None,
                  training: TrainConfig | None = None, checkpoint_dir: str | os.PathLike[str] | None = None,
-                 save_every: int | None = None, resume: bool = True, config_doc: dict[str, Any] | None = None) -> None:
+                 save_every: int | None = None, resume: bool = True, config_doc: dict[str, Any] | None = None,
+                 distributed: bool = False) -> None:
+        from .distributed import RANK_SEED_STRIDE, active, rank, world_size
+
+        self.distributed = distributed and active()
+        self.rank = rank() if self.distributed else 0
+        self.world = world_size() if self.distributed else 1
+        #: rank 0 (or the only process): validates, selects, writes checkpoints
+        self.primary = self.rank == 0
         self.spec_x, self.spec_y = spec_x, spec_y
         self.train, self.valid, self.test = train, valid, test
         self.cx, self.cy = context_x, context_y
@@ -126,8 +153,10 @@ class Trainer:
         # which cost about 12% of a step of the default critic).
         self.opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.cfg.lr,
                                      weight_decay=self.cfg.weight_decay, foreach=True)
-        self.gen = torch.Generator().manual_seed(self.cfg.seed + 1)
-        self.pairs_per_step = self.cfg.batch_size * self.cfg.segment_length
+        self.gen = torch.Generator().manual_seed(self.cfg.seed + 1 + RANK_SEED_STRIDE * self.rank)
+        # Pairs of one optimiser step over all ranks: an epoch stays an epoch whatever the world size.
+        self.pairs_per_step = self.cfg.batch_size * self.cfg.segment_length * self.world
+        self.ddp: torch.nn.Module | None = None
         if self.cfg.epochs is not None:
             self.total_steps = max(1, int(math.ceil(self.cfg.epochs * train.n_frames / self.pairs_per_step)))
         else:
@@ -218,8 +247,46 @@ class Trainer:
                                               c.validate_every, c.min_steps, self.total_steps)
 
     def _save(self, which: str) -> None:
-        if self.checkpoints is not None:
-            self.checkpoints.save(self, which)
+        if self.checkpoints is None:
+            return
+        ranks = None
+        if self.distributed and which == "last":
+            from .distributed import gather
+
+            # Every rank's sampler and estimator state (a moving average of its own batches), so that a
+            # resumed run continues on each rank as an uninterrupted one would.
+            ranks = gather((self.gen.get_state(), self.estimator.state_dict()))
+        if self.primary:
+            self.checkpoints.save(self, which, ranks)
+
+    def _shared_validation(self) -> float:
+        """The trained critic's validation bound, computed by rank 0 and the same on every rank."""
+        if not self.distributed:
+            return self.validate()
+        from .distributed import broadcast
+
+        return float(broadcast(self.validate() if self.primary else math.nan))
+
+    def _unwrap(self) -> None:
+        """Free DistributedDataParallel now, while the process group it holds still exists."""
+        if self.ddp is not None:
+            import gc
+
+            self.ddp = None
+            # Collected here, with the training loop, rather than whenever the cycles it sits in are next swept.
+            gc.collect()
+
+    def _wrap(self) -> None:
+        """Put the critic under DistributedDataParallel (after any resume: every rank then holds the same weights)."""
+        if not self.distributed or self.ddp is not None:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        from .distributed import training_group
+
+        on_gpu = self.device.type == "cuda"
+        self.ddp = DistributedDataParallel(_PairScores(self.model), device_ids=[self.device.index] if on_gpu else None,
+                                           process_group=training_group(self.device))
 
     # ------------------------------------------------------------------ training
     def _lr_at(self, step: int) -> float:
@@ -234,9 +301,12 @@ class Trainer:
     def fit(self) -> list[dict[str, float]]:
         """Train until total_steps or early stopping; keeps the best validation state."""
         if self.checkpoints is not None:
-            self.checkpoints.clear_stale()
+            if self.primary:
+                self.checkpoints.clear_stale()
             if self.resume:
-                self.checkpoints.try_resume(self)
+                # Every rank reads rank 0's checkpoint (the output folder is shared like the cache).
+                self.checkpoints.try_resume(self, self.rank)
+        self._wrap()
         cfg = self.cfg
         dev = self.device
         bar = _Progress(self.total_steps, self.step, cfg.progress, "training")
@@ -247,11 +317,13 @@ class Trainer:
         if self.step == 0 and not self.history:
             # The untrained critic scores ~0 everywhere: its bound (~0) is the baseline any trained
             # state must beat, so independent streams end near 0 rather than at an overfit negative.
-            self.best_value = self.validate()
+            self.best_value = self._shared_validation()
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.history.append({"step": 0, "train_mi": 0.0, "valid_mi": self.best_value, "lr": self._lr_at(0)})
-        # Fitted before training, so that training can stop once it cannot overtake the reference.
-        self.selection.candidate()
+        # Fitted before training, so that training can stop once it cannot overtake the reference; by rank 0
+        # alone, which decides when to stop for all ranks.
+        if self.primary:
+            self.selection.candidate()
         try:
             while self.step < self.total_steps and not self.stopped_early:
                 for group in self.opt.param_groups:
@@ -259,8 +331,11 @@ class Trainer:
                 frames = self.train.sample_segments(self.gen, cfg.batch_size, cfg.segment_length)
                 neg = self._negatives_in_batch(cfg.batch_size, cfg.segment_length, self.est_cfg.n_negatives)
                 x, y = self.train.gather(frames, self.cx, self.cy)
-                ax, ay = self.model.encode(x.to(dev, non_blocking=True), y.to(dev, non_blocking=True))
-                tj, tm = self.model.score_negatives(ax, ay, ay, neg.to(dev))
+                if self.ddp is not None:
+                    tj, tm = self.ddp(x.to(dev, non_blocking=True), y.to(dev, non_blocking=True), neg.to(dev))
+                else:
+                    ax, ay = self.model.encode(x.to(dev, non_blocking=True), y.to(dev, non_blocking=True))
+                    tj, tm = self.model.score_negatives(ax, ay, ay, neg.to(dev))
                 loss, value = self.estimator.loss(tj, tm)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -273,9 +348,13 @@ class Trainer:
                 bar.update(1)
                 if self.step % cfg.validate_every == 0 or self.step == self.total_steps:
                     train_mi = float(acc) / max(1, acc_n)
+                    if self.distributed:
+                        from .distributed import mean
+
+                        train_mi = mean(train_mi)
                     acc.zero_()
                     acc_n = 0
-                    valid_mi = self.validate()
+                    valid_mi = self._shared_validation()
                     if not math.isfinite(train_mi) or not math.isfinite(valid_mi):
                         raise MinecliError(f"training diverged at step {self.step} (non-finite estimate); lower "
                                            "training.lr or use estimator.name=mine")
@@ -300,15 +379,22 @@ class Trainer:
                         self.stopped_early, self.stop_reason = True, "patience"
                     elif self._cannot_overtake_reference():
                         self.stopped_early, self.stop_reason = True, "reference"
+                    if self.distributed:
+                        from .distributed import broadcast
+
+                        # Only rank 0 fitted the reference: its decision to stop holds for every rank.
+                        self.stopped_early, self.stop_reason = broadcast((self.stopped_early, self.stop_reason))
                     if self.save_every and (self.step % self.save_every < cfg.validate_every):
                         self._save("last")
         finally:
             self.train_seconds += time.perf_counter() - t0
             bar.close()
+            self._unwrap()
         self._save("last")
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-        self.consider_reference()
+        if self.primary:  # the other ranks have trained; rank 0 selects and estimates
+            self.consider_reference()
         return self.history
 
     # ------------------------------------------------------------------ final estimate

@@ -141,7 +141,7 @@ def test_two_gloo_processes_fill_the_same_cache_as_one(run_config_file, tmp_path
 
     assert (tmp_path / "out2" / "results.json").exists(), "rank 0 writes the results"
     doc = json.loads(ranks[0].stdout)
-    assert ranks[1].stdout == "" and "rank 1/2: extraction done" in ranks[1].stderr
+    assert ranks[1].stdout == "" and "rank 1/2: extraction (" in ranks[1].stderr
     per_rank = {}
     for side in ("x", "y"):
         counts = doc["extraction"][side]
@@ -157,9 +157,8 @@ def test_two_gloo_processes_fill_the_same_cache_as_one(run_config_file, tmp_path
     for store in a:
         for key, tensor in a[store].items():
             assert torch.equal(tensor, b[store][key]), (store, key)
-    # the same features, so training (one process in both cases) gives the same estimate
-    assert doc["mi_nats"] == pytest.approx(single.document["mi_nats"], abs=1e-6)
-    lo, hi = single.document["ci95_nats"]
+    # the same features; two ranks train on other frames (test_ddp_training.py), within the interval
+    lo, hi = single.document["ci95_test_noise_nats"]
     assert lo <= doc["mi_nats"] <= hi
 
 
