@@ -11,7 +11,7 @@ LOCK := -c constraints.txt
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	@echo "minecli: setting up $(VENV): torch, torchaudio, the model libraries and the test tools"
-	@echo "minecli: the first time this downloads about 3 GB and takes 3-10 minutes (5.3 GB on disk)"
+	@echo "minecli: the first time this downloads about 3 GB and takes 1-10 minutes (5.3 GB on disk)"
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --progress-bar on $(LOCK) pip
 	$(PIP) install --progress-bar on $(LOCK) -e '.[test]'
