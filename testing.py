@@ -104,6 +104,18 @@ class _ImportWatch:
         self.seen |= new & self.libraries
 
 
+def ar1_frames(n: int, tau: float, rng: np.random.Generator, d: int = 2) -> np.ndarray:
+    """AR(1) frames ``[n, d]`` with unit variance whose autocorrelation is exp(-lag / tau): serially
+    correlated features with a known correlation length, for tests of resampling and splits."""
+    phi = math.exp(-1 / tau)
+    e = rng.standard_normal((n, d)) * math.sqrt(1 - phi**2)
+    out = np.empty((n, d))
+    out[0] = rng.standard_normal(d)
+    for t in range(1, n):
+        out[t] = phi * out[t - 1] + e[t]
+    return out.astype(np.float32)
+
+
 def _clear_error(exc: BaseException) -> bool:
     """A ValueError or MinecliError with a message, raised by the extractor's code, not inside a library."""
     if not isinstance(exc, (ValueError, MinecliError)) or not str(exc).strip():
@@ -392,4 +404,4 @@ def _same(a: "torch.Tensor", b: "torch.Tensor") -> bool:
     return bool(torch.allclose(a, b, rtol=1e-4, atol=1e-4 * scale)) and math.isfinite(scale)
 
 
-__all__ = ["ExtractorReport", "MODEL_LIBRARIES", "check_extractor", "invoke_cli", "make_chirp"]
+__all__ = ["ExtractorReport", "MODEL_LIBRARIES", "ar1_frames", "check_extractor", "invoke_cli", "make_chirp"]

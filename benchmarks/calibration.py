@@ -17,7 +17,6 @@ critic has nothing to find, and the p-value's validity does not depend on how we
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 import warnings
@@ -26,17 +25,7 @@ import numpy as np
 
 import _bench  # the benchmarks folder is on sys.path when a script in it runs
 from accuracy import TASKS
-
-
-def ar1(n: int, tau: float, rng: np.random.Generator, d: int) -> np.ndarray:
-    """AR(1) frames with unit variance whose autocorrelation is exp(-lag / tau)."""
-    phi = math.exp(-1 / tau)
-    e = rng.standard_normal((n, d)) * math.sqrt(1 - phi**2)
-    out = np.empty((n, d))
-    out[0] = rng.standard_normal(d)
-    for t in range(1, n):
-        out[t] = phi * out[t - 1] + e[t]
-    return out.astype(np.float32)
+from minecli.testing import ar1_frames as ar1
 
 
 def null_pair(seed: int, n_utts: int = 40, frames: int = 250, d: int = 4) -> tuple[list[np.ndarray], list[np.ndarray]]:

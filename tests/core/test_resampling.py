@@ -10,17 +10,7 @@ from minecli.core.data import FrameBank
 from minecli.core.resampling import (Units, bootstrap_interval, p_value_text, permutation_p, resampling_units,
                                      unit_offsets)
 from minecli.core.serial import correlation_length, stream_correlation_length
-
-
-def ar1(n: int, tau: float, rng: np.random.Generator, d: int = 2) -> np.ndarray:
-    """AR(1) frames with unit variance whose autocorrelation is exp(-lag / tau)."""
-    phi = math.exp(-1 / tau)
-    e = rng.standard_normal((n, d)) * math.sqrt(1 - phi**2)
-    out = np.empty((n, d))
-    out[0] = rng.standard_normal(d)
-    for t in range(1, n):
-        out[t] = phi * out[t - 1] + e[t]
-    return out.astype(np.float32)
+from minecli.testing import ar1_frames as ar1
 
 
 def test_the_correlation_length_is_measured_from_the_data():

@@ -1,7 +1,6 @@
 """A single array of serially correlated frames is split in gapped blocks, never frame by frame."""
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
@@ -10,18 +9,8 @@ import pytest
 import minecli
 from minecli.core.errors import MinecliError
 from minecli.core.serial import series_blocks
+from minecli.testing import ar1_frames as ar1
 
-
-
-def ar1(n: int, tau: float, rng: np.random.Generator, d: int = 2) -> np.ndarray:
-    """AR(1) frames with unit variance whose autocorrelation is exp(-lag / tau)."""
-    phi = math.exp(-1 / tau)
-    e = rng.standard_normal((n, d)) * math.sqrt(1 - phi**2)
-    out = np.empty((n, d))
-    out[0] = rng.standard_normal(d)
-    for t in range(1, n):
-        out[t] = phi * out[t - 1] + e[t]
-    return out.astype(np.float32)
 
 FAST = dict(progress=False, steps=200, validate_every=50, hidden_dims=[32, 32], seed=0)
 
