@@ -96,18 +96,19 @@ def md_table(head: list[str], rows: list[list[Any]]) -> str:
 
 def minecli_config(corpus: Path, out: Path, *, steps: int, batch_size: int, segment_length: int,
                    n_negatives: int, lr: float, validate_every: int, threads: int | None,
-                   eval_negatives: int = 64) -> Path:
+                   eval_negatives: int = 64, model: dict[str, Any] | None = None) -> Path:
     """Write a ``minecli run`` config for the synthetic corpus (CSV input) and return its path."""
+    model = {**MODEL, **(model or {})}
     doc = {
         "data": {"train_csv": str(corpus / "train.csv"), "valid_csv": str(corpus / "valid.csv"),
                  "test_csv": str(corpus / "test.csv"), "features_dir": str(corpus)},
         "x": {"extractor": "precomputed", "params": {"kind": "index", "vocab_size": 1024, "frame_rate": 50},
-              "head": {"name": "embedding", "params": {"dim": MODEL["x_embedding_dim"]}}},
+              "head": {"name": "embedding", "params": {"dim": model["x_embedding_dim"]}}},
         "y": {"extractor": "precomputed", "params": {"kind": "float", "dim": 513, "frame_rate": 100},
-              "head": {"name": "projection", "params": {"dim": MODEL["y_proj_dim"]}}},
+              "head": {"name": "projection", "params": {"dim": model["y_proj_dim"]}}},
         "pairing": {"context_frames": 1, "normalization": "standard", "segment_length": segment_length},
         "estimator": {"name": "mine", "n_negatives": n_negatives, "eval_negatives": eval_negatives},
-        "critic": {"form": "mlp", "hidden_dims": MODEL["hidden_dims"]},  # the original's critic form
+        "critic": {"form": "mlp", "hidden_dims": model["hidden_dims"]},  # the original's critic form
         "training": {"steps": steps, "batch_size": batch_size, "lr": lr, "validate_every": validate_every,
                      "early_stopping_patience": None, "threads": threads, "seed": 0, "progress": False,
                      "bootstrap": 0, "null_permutations": 0},

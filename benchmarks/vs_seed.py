@@ -1,36 +1,42 @@
-"""Side by side: the original pipeline (DaiDongyang/mi_estimate) and minecli on the same synthetic corpus.
+"""Side by side, like for like: the original pipeline (DaiDongyang/mi_estimate) and minecli on one corpus.
 
-    python benchmarks/vs_seed.py --seed-repo /path/to/mi_estimate              # about 4 minutes
-    python benchmarks/vs_seed.py --seed-repo PATH --seed-steps 360 --seed-python /venv/bin/python
+    python benchmarks/vs_seed.py --seed-repo /path/to/mi_estimate --seed-python /seed-venv/bin/python
+    python benchmarks/vs_seed.py --seed-repo PATH --threads 1 --rounds 3 --skip-best      # throughput only
 
-The original is never imported or copied: its ``train.py -c config.yaml`` runs as a subprocess in
-its own checkout (``--seed-python`` picks an interpreter with its requirements: torch, numpy,
-pandas, tqdm, pyyaml). Its config follows its README for an index x and a float y: x_type index,
-y_type float, x_vocab_size 1024, x_repeat 2, segment_length 200, batch_size 16, standard
-normalisation, context_frame_numbers 2 (with 1, its index-x path fails on every batch: a [16, 200]
-token batch is taken for 200 context frames and the concatenation with 3,200 y rows fails; 2 is the
-smallest context it runs with, so each pair is a 2-frame window of x and of y), the model size
-shared with minecli (x embedding 32, y projection 32, hidden [64, 32], no batch norm, no dropout),
-lr 1e-3, CPU, torch's default threads and 2 loader workers (--seed-workers; its README's 16 is
-slower on 2 cores). It trains whole epochs (12 steps of 16 crops over 200 train utterances),
-validates once at the end and prints its test estimate. Its throughput is steps x 16 x 199 window
-pairs over the wall time from its "Starting" banner to "Training complete" (loader start-up per
-epoch, the one validation and checkpoint writes included).
+The corpus is benchmarks/synthetic.py's (1,024 Zipf tokens at 50 Hz repeated x2 against 513-dim
+frames at 100 Hz, truth 2.147 nats per frame). The original runs in its own checkout and interpreter
+(``--seed-python``: one with its requirements, torch, numpy, pandas, tqdm, pyyaml; give it the same
+torch as minecli's): benchmarks/seed_driver.py builds its loaders and model from a config and times
+its own ``train_batch``. What is held equal:
 
-minecli runs in this process on the same files (CSV input, read as ``minecli run`` reads them): a
-throughput run with the original's batch shape, 2-frame context on both sides and one negative
-(the like-for-like rate), then a throughput run and an accuracy run with throughput.py's settings.
+- the model: x embedding 64, y projection 64 of the flattened 3-frame y window, critic [64, 32], no
+  batch norm, no dropout; context 3 on both sides; 16 segments x 200 frames; one negative; lr 1e-3;
+- threads: each side runs with the same number of torch threads (``--threads``, one row per count);
+  the original keeps its 2 data-loader worker processes (``--seed-workers``), which is its design;
+- the timed window: training steps and the wait for their batches only, after the same warm-up, never
+  a validation, a checkpoint or the restart of the original's loader at each epoch;
+- the order: ``--rounds`` alternated rounds (original first, then minecli first, ...); the median of
+  each side's rounds is reported, with the load average.
+
+minecli's rows use its default training precision (bf16 where the CPU has fast bf16 units) and, for
+comparison, float32. Accuracy is shown at an equal step budget (``--budget`` steps of the like-for-like
+setup for both, no closed-form reference for minecli: both numbers come from trained critics and
+bound the same 3-frame-window information, so higher is better) and at each side's best: the original
+with its shipped config.yaml's training settings (batch 64, dropout 0.2, ``--best-steps`` steps) and
+minecli as ``minecli run`` runs with its defaults (context 1, per-frame estimate against the truth).
 """
 from __future__ import annotations
 
 import argparse
-import math
-import re
+import json
+import os
+import statistics
 import subprocess
 import sys
-import time
+import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -38,58 +44,84 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _bench  # noqa: E402
 import synthetic  # noqa: E402
-from throughput import throughput_row  # noqa: E402
 
-STEPS_PER_EPOCH = 12  # 200 utterances, batch 16, drop_last
+DRIVER = Path(__file__).resolve().parent / "seed_driver.py"
+#: the like-for-like model (the original's README example for an index x and a float y, at its hidden sizes)
+LIKE = {"x_embedding_dim": 64, "y_proj_dim": 64, "hidden_dims": [64, 32]}
+CONTEXT, SEGMENTS, FRAMES, LR = 3, 16, 200, 1e-3
 
 
-def seed_config(corpus: Path, work: Path, epochs: int, dropout: float, workers: int) -> Path:
-    """The original pipeline's config for the synthetic corpus."""
+def seed_config(corpus: Path, path: Path, *, workers: int, batch: int = SEGMENTS, dropout: float = 0.0) -> Path:
+    """The original pipeline's config for the synthetic corpus with the like-for-like model."""
     doc = {
         "data": {"train_csv": str(corpus / "train.csv"), "valid_csv": str(corpus / "valid.csv"),
-                 "test_csv": str(corpus / "test.csv"), "features_dir": str(corpus), "segment_length": 200,
-                 "normalization": "standard", "context_frame_numbers": 2, "x_repeat": 2, "y_repeat": 1,
+                 "test_csv": str(corpus / "test.csv"), "features_dir": str(corpus), "segment_length": FRAMES,
+                 "normalization": "standard", "context_frame_numbers": CONTEXT, "x_repeat": 2, "y_repeat": 1,
                  "max_length_diff": 5},
         "model": {"x_type": "index", "y_type": "float", "y_dim": 513, "x_vocab_size": 1024,
-                  "x_embedding_dim": _bench.MODEL["x_embedding_dim"], "y_proj_dim": _bench.MODEL["y_proj_dim"],
-                  "hidden_dims": _bench.MODEL["hidden_dims"], "activation": "relu", "batch_norm": False,
+                  "x_embedding_dim": LIKE["x_embedding_dim"], "y_proj_dim": LIKE["y_proj_dim"],
+                  "hidden_dims": LIKE["hidden_dims"], "activation": "relu", "batch_norm": False,
                   "dropout": dropout, "bias_correction_method": "none"},
-        "training": {"epochs": epochs, "batch_size": 16, "lr": 0.001, "device": "cpu", "num_workers": workers, "seed": 42},
-        "validation": {"validate_every_n_steps": epochs * STEPS_PER_EPOCH, "early_stopping_patience": None},
-        "checkpoint": {"dir": str(work / "checkpoints"), "save_interval": 10_000, "resume_from": None},
-        "logging": {"log_interval": 10_000},
+        "training": {"epochs": 1, "batch_size": batch, "lr": LR, "device": "cpu", "num_workers": workers, "seed": 42},
     }
-    work.mkdir(parents=True, exist_ok=True)
-    path = work / "seed-config.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
-def run_seed(repo: Path, python: str, config: Path, log: Path) -> dict:
-    """Run the original's train.py; time its training from its own banners and read its estimates."""
-    t_start = t_done = None
-    lines = []
-    t0 = time.perf_counter()
-    with subprocess.Popen([python, "train.py", "-c", str(config)], cwd=repo, stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True, bufsize=1) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            now = time.perf_counter()
-            lines.append(line)
-            if t_start is None and "Starting MINE model training" in line:
-                t_start = now
-            if t_done is None and line.startswith("Training complete"):
-                t_done = now
-    log.write_text("".join(lines))
-    text = "".join(lines)
-    if proc.returncode or t_start is None or t_done is None:
-        raise SystemExit(f"the original pipeline failed (exit {proc.returncode}); its output is in {log}")
-    val = re.findall(r"Val MI: (-?[\d.]+)", text)
-    test = re.findall(r"Test set MI: (-?[\d.]+)", text)
-    steps = re.findall(r"Steps: (\d+)", text)
-    return {"train_s": t_done - t_start, "total_s": time.perf_counter() - t0,
-            "steps": sum(int(s) for s in steps), "valid": float(val[-1]) if val else math.nan,
-            "test": float(test[-1]) if test else math.nan}
+def run_seed(args: argparse.Namespace, config: Path, threads: int, steps: int) -> dict[str, Any]:
+    """One run of the original through seed_driver.py; its RESULT line as a dict."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    proc = subprocess.run([args.seed_python, str(DRIVER), str(config), str(threads), str(steps), str(args.warmup)],
+                          cwd=args.seed_repo, env=env, capture_output=True, text=True)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode or line is None:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise SystemExit(f"the original pipeline failed (exit {proc.returncode}): {tail[0]}")
+    out = json.loads(line[len("RESULT "):])
+    out["pairs_s"] = out["pairs"] / out["timed_s"]
+    return out
+
+
+def like_trainer(loaded: _bench.Loaded, threads: int, steps: int, precision: str | None, **training: Any) -> Any:
+    """minecli's Trainer on the like-for-like setup (no closed-form reference: only trained critics compare)."""
+    trainer = _bench.make_trainer(loaded, context=CONTEXT, critic={"reference": False}, threads=threads, steps=steps,
+                                  batch_size=SEGMENTS, segment_length=FRAMES, lr=LR, **training,
+                                  **({"precision": precision} if precision else {}))
+    trainer.est_cfg = replace(trainer.est_cfg, n_negatives=1)
+    return trainer
+
+
+def run_minecli(loaded: _bench.Loaded, args: argparse.Namespace, threads: int, precision: str | None) -> dict[str, Any]:
+    """A timed minecli run on the like-for-like setup, warm-up steps excluded as for the original."""
+    trainer = like_trainer(loaded, threads, args.warmup, precision, validate_every=args.warmup)
+    trainer.fit()  # the warm-up: the same number of untimed steps as the original's
+    trainer = like_trainer(loaded, threads, args.steps, precision, validate_every=args.steps)
+    fit = _bench.timed_fit(trainer)
+    timed = fit.wall - fit.valid_seconds
+    return {"pairs_s": args.steps * trainer.pairs_per_step / timed, "timed_s": timed,
+            "precision": getattr(trainer, "precision_name", getattr(trainer.cfg, "precision", "float32"))}
+
+
+def has_precision() -> bool:
+    """True when this minecli's training config has a precision setting."""
+    from minecli.core.settings import TrainConfig
+
+    return "precision" in TrainConfig.__dataclass_fields__
+
+
+def minecli_defaults(corpus: Path, work: Path) -> dict[str, Any]:
+    """``minecli run`` with every default (context 1, default critic and steps) on the corpus; its results.json."""
+    doc = {"data": {"train_csv": str(corpus / "train.csv"), "valid_csv": str(corpus / "valid.csv"),
+                    "test_csv": str(corpus / "test.csv"), "features_dir": str(corpus)},
+           "x": {"extractor": "precomputed", "params": {"kind": "index", "vocab_size": 1024, "frame_rate": 50}},
+           "y": {"extractor": "precomputed", "params": {"kind": "float", "dim": 513, "frame_rate": 100}},
+           "output": {"dir": str(work / "defaults"), "resume": False}}
+    cfg = work / "minecli-defaults.yaml"
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    proc = subprocess.run([sys.executable, "-m", "minecli", "run", str(cfg)], capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"minecli run failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads((work / "defaults" / "results.json").read_text())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,85 +129,98 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed-repo", type=Path, required=True, help="checkout of DaiDongyang/mi_estimate")
     ap.add_argument("--seed-python", default=sys.executable, help="interpreter with the original's requirements")
-    ap.add_argument("--seed-steps", type=int, default=120, help="original's training steps (whole epochs of 12)")
-    ap.add_argument("--seed-workers", type=int, nargs="+", default=[2, 16],
-                    help="original's DataLoader workers, one run each (its README and config.yaml use 16)")
-    ap.add_argument("--seed-dropout", type=float, default=0.0, help="original's dropout (its config.yaml uses 0.2)")
+    ap.add_argument("--seed-workers", type=int, default=2, help="the original's DataLoader workers (its README: 16, "
+                    "slower on 2 cores)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads per side, one row each")
+    ap.add_argument("--rounds", type=int, default=2, help="alternated rounds per thread count")
+    ap.add_argument("--steps", type=int, default=240, help="timed steps per throughput run")
+    ap.add_argument("--warmup", type=int, default=12, help="untimed steps before the timed ones")
+    ap.add_argument("--budget", type=int, default=600, help="steps of the equal-budget accuracy runs")
+    ap.add_argument("--best-steps", type=int, default=600, help="steps of the original's run at its shipped settings")
+    ap.add_argument("--skip-best", action="store_true", help="leave out the at-best accuracy runs")
     ap.add_argument("--corpus", type=Path, default=synthetic.DEFAULT_DIR / "corpus", help="corpus folder")
-    ap.add_argument("--steps", type=int, default=3000, help="minecli accuracy-run steps")
-    ap.add_argument("--weight-decay", type=float, default=_bench.ACCURACY_WEIGHT_DECAY,
-                    help="minecli accuracy run's AdamW weight decay")
-    ap.add_argument("--throughput-steps", type=int, default=400, help="steps of each minecli throughput run")
-    ap.add_argument("--no-save", action="store_true", help="do not append to RESULTS.md")
+    ap.add_argument("--no-save", action="store_true", help="do not write RESULTS.md")
     args = ap.parse_args(argv)
     if not (args.seed_repo / "train.py").exists():
         ap.error(f"--seed-repo {args.seed_repo} has no train.py; give a checkout of DaiDongyang/mi_estimate")
+    args.seed_repo = args.seed_repo.resolve()
 
     truth = synthetic.cached_truth()
     synthetic.write_corpus(synthetic.CorpusSpec(), args.corpus, truth.sigma)
     work = synthetic.DEFAULT_DIR / "vs_seed"
-    load_before = _bench.load_average()
-
-    epochs = max(1, math.ceil(args.seed_steps / STEPS_PER_EPOCH))
-    seeds = []
-    for workers in args.seed_workers:
-        print(f"original pipeline, {workers} workers: {epochs} epochs ({epochs * STEPS_PER_EPOCH} steps) ...",
-              file=sys.stderr)
-        run = run_seed(args.seed_repo.resolve(), args.seed_python,
-                       seed_config(args.corpus, work, epochs, args.seed_dropout, workers), work / "seed.log")
-        run["workers"] = workers
-        run["pairs_s"] = run["steps"] * 16 * 199 / run["train_s"]  # 199 2-frame windows per 200-frame crop
-        seeds.append(run)
-    # Ratios are against the original's fastest run: the conservative comparison.
-    seed = max(seeds, key=lambda r: r["pairs_s"])
-    seed_pairs_s = seed["pairs_s"]
-
-    config = _bench.minecli_config(args.corpus, work, steps=args.steps, batch_size=64, segment_length=50,
-                                   n_negatives=4, lr=3e-3, validate_every=250, threads=1)
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="vs-seed-", dir=work))
+    config = _bench.minecli_config(args.corpus, work, steps=args.budget, batch_size=SEGMENTS, segment_length=FRAMES,
+                                   n_negatives=1, lr=LR, validate_every=args.budget, threads=1, model=LIKE)
     loaded = _bench.load(config)
-    print("minecli: throughput runs ...", file=sys.stderr)
-    like = _bench.make_trainer(loaded, context=2, steps=args.throughput_steps, validate_every=args.throughput_steps, threads=1,
-                               batch_size=16, segment_length=200)
-    like.est_cfg = replace(like.est_cfg, n_negatives=1)
-    fit = _bench.timed_fit(like)
-    like_pairs_s = args.throughput_steps * like.pairs_per_step / (fit.wall - fit.valid_seconds)
-    bench = throughput_row(loaded, args.throughput_steps, 1)
-    print(f"minecli: accuracy run, {args.steps} steps ...", file=sys.stderr)
-    trainer = _bench.make_trainer(loaded, threads=1, weight_decay=args.weight_decay, critic=_bench.ACCURACY_CRITIC)
-    acc = _bench.timed_fit(trainer)
-    test = trainer.estimate()["mi_nats"]
-    tol = 0.05 * truth.mi_nats
-    hit = next(((s, t) for s, t, v in acc.points if abs(v - truth.mi_nats) <= tol), None)
-    load_after = _bench.load_average()
+    precisions: list[str | None] = ["auto", "float32"] if has_precision() else [None]
+    seed_cfg = seed_config(args.corpus, tmp / "seed.yaml", workers=args.seed_workers)
 
-    rows = [
-        ["original", f"16x199 2-frame windows, 1 shuffled negative, {r['steps']} steps, {r['workers']} loader workers",
-         f"{r['pairs_s']:,.0f}", f"{r['steps'] / r['train_s']:.2f}", f"{r['train_s']:.1f}", f"{r['valid']:.3f}",
-         f"{r['test']:.3f}", f"{r['pairs_s'] / seed_pairs_s:.1f}x"] for r in seeds] + [
-        ["minecli", f"16x200, context 2, K=1, {args.throughput_steps} steps (like for like)", f"{like_pairs_s:,.0f}",
-         f"{args.throughput_steps / (fit.wall - fit.valid_seconds):.1f}", f"{fit.wall - fit.valid_seconds:.1f}", "",
-         "", f"{like_pairs_s / seed_pairs_s:.0f}x"],
-        ["minecli", f"64x50, K=4, {args.throughput_steps} steps (benchmark settings)", f"{bench['pairs_s']:,.0f}",
-         f"{bench['steps_s']:.1f}", f"{bench['train_s']:.1f}", "", "", f"{bench['pairs_s'] / seed_pairs_s:.0f}x"],
-        ["minecli", f"64x50, K=4, {trainer.step} steps, lr 3e-3, weight decay {args.weight_decay}, quadratic term "
-                    "(accuracy)", "", "",
-         f"{acc.wall:.1f} (+{loaded.seconds:.1f} load)", f"{trainer.best_value:.3f}", f"{test:.3f}", ""],
-    ]
-    table = _bench.md_table(["pipeline", "run", "pairs/s", "steps/s", "train s", "valid nats", "test nats",
-                             "pairs/s vs original"], rows)
-    hit_txt = (f"minecli first came within 5% of the truth at step {hit[0]}, {hit[1] + loaded.seconds:.1f} s "
-               "after it started loading" if hit else "minecli did not come within 5% of the truth in this run")
-    body = (f"Truth {truth.mi_nats:.3f} +- {truth.stderr_nats:.3f} nats per frame. Same corpus and model size "
-            f"(x embedding {_bench.MODEL['x_embedding_dim']}, y projection {_bench.MODEL['y_proj_dim']}, hidden "
-            f"{_bench.MODEL['hidden_dims']}; minecli's accuracy run adds a rank-64 quadratic term); original dropout "
-            f"{args.seed_dropout}, torch's default threads; ratios against the original's fastest run. Load average before/after: "
-            f"{load_before} / {load_after}.\n\n{table}\n\n{hit_txt}; the original's test estimate after "
-            f"{seed['steps']} steps is {seed['test']:.3f} nats ({(seed['test'] - truth.mi_nats) / truth.mi_nats:+.0%} of "
-            "the per-frame truth; its 2-frame windows carry at least as much information, so it is further from "
-            "its own target).\n")
+    rows = []
+    for threads in args.threads:
+        seeds: list[float] = []
+        mine: dict[str | None, list[float]] = {p: [] for p in precisions}
+        used: dict[str | None, str] = {}
+        for r in range(args.rounds):
+            order = ["seed", "minecli"] if r % 2 == 0 else ["minecli", "seed"]
+            for side in order:
+                print(f"{threads} thread(s), round {r + 1}: {side} ...", file=sys.stderr)
+                if side == "seed":
+                    seeds.append(run_seed(args, seed_cfg, threads, args.steps + args.warmup)["pairs_s"])
+                else:
+                    for p in precisions:
+                        res = run_minecli(loaded, args, threads, p)
+                        mine[p].append(res["pairs_s"])
+                        used[p] = str(res["precision"])
+        seed_med = statistics.median(seeds)
+        rows.append(["original", threads, f"{args.seed_workers} loader workers", " / ".join(f"{v:,.0f}" for v in seeds),
+                     f"{seed_med:,.0f}", "1.0x"])
+        for p in precisions:
+            med = statistics.median(mine[p])
+            rows.append(["minecli", threads, f"precision {p or 'float32'} ({used[p]})",
+                         " / ".join(f"{v:,.0f}" for v in mine[p]), f"{med:,.0f}", f"{med / seed_med:.1f}x"])
+    table = _bench.md_table(["pipeline", "torch threads", "setting", "pairs/s per round", "median pairs/s",
+                             "vs original"], rows)
+
+    print(f"equal budget: {args.budget} steps each ...", file=sys.stderr)
+    acc_rows = []
+    seed_eq = run_seed(args, seed_cfg, 1, args.budget)
+    acc_rows.append(["original", f"like for like, {args.budget} steps", f"{seed_eq['valid']:.3f}", f"{seed_eq['test']:.3f}",
+                     "mean of per-batch DV bounds, one shuffled negative"])
+    trainer = like_trainer(loaded, 1, args.budget, None, validate_every=max(1, args.budget // 6))
+    trainer.fit()
+    test = trainer.estimate()["mi_nats"]
+    acc_rows.append(["minecli", f"like for like, {args.budget} steps, default precision", f"{trainer.best_value:.3f}",
+                     f"{test:.3f}", "DV bound of the best-validated state, 64 negatives per test frame"])
+    if not args.skip_best:
+        print(f"at best: the original at its shipped settings, {args.best_steps} steps ...", file=sys.stderr)
+        best_cfg = seed_config(args.corpus, tmp / "seed-best.yaml", workers=args.seed_workers, batch=64, dropout=0.2)
+        seed_best = run_seed(args, best_cfg, 1, args.best_steps)
+        acc_rows.append(["original", f"shipped settings (batch 64, dropout 0.2), {args.best_steps} steps",
+                         f"{seed_best['valid']:.3f}", f"{seed_best['test']:.3f}", "3-frame windows"])
+        print("at best: minecli run with its defaults ...", file=sys.stderr)
+        res = minecli_defaults(args.corpus, work)
+        lo, hi = res["ci95_nats"]
+        acc_rows.append(["minecli", "`minecli run` defaults (context 1)", "", f"{res['mi_nats']:.3f} [{lo:.3f}, {hi:.3f}]",
+                         f"per frame, truth {truth.mi_nats:.3f}: {(res['mi_nats'] - truth.mi_nats) / truth.mi_nats:+.1%}; "
+                         f"{res.get('critic', '')}"[:160]])
+    acc = _bench.md_table(["pipeline", "run", "valid nats", "test nats", "what the number is"], acc_rows)
+    body = (f"Like for like: x embedding {LIKE['x_embedding_dim']}, y projection {LIKE['y_proj_dim']} of the flattened "
+            f"{CONTEXT}-frame window, critic {LIKE['hidden_dims']}, context {CONTEXT}, {SEGMENTS} segments x {FRAMES} "
+            f"frames, one negative, lr {LR}; {args.steps} timed steps after {args.warmup} warm-up steps; loader "
+            f"restarts and validation outside the timed window; {args.rounds} alternated rounds; same torch "
+            f"({_torch_version()}) on both sides. Load average at the end: {_bench.load_average()}.\n\n{table}\n\n"
+            f"Accuracy (truth {truth.mi_nats:.3f} +- {truth.stderr_nats:.3f} nats per frame; a 3-frame window carries "
+            f"at least as much):\n\n{acc}\n")
     _bench.publish("side by side with the original pipeline (synthetic corpus)", "vs_seed.py", argv, body,
                    save=not args.no_save)
     return 0
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
 
 
 if __name__ == "__main__":
