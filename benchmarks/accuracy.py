@@ -23,8 +23,10 @@ the known optimal critic log p(x,y)/p(x)p(y), scored on exactly the frames (and 
 of marginals) as the estimate, so its distance from the truth is test-sample noise that no trained
 critic can remove; "best fitted" is the bound of the right parametric family fitted on the same
 training frames (the Gaussian maximum-likelihood critic; the table with Bayes add-alpha smoothing
-at the alpha that generated it; the mixture's class means, pooled sigma and label frequencies): what a critic that knew the model's form could reach from that
-much training data.
+at the alpha that generated it; the mixture's class means, pooled sigma and label frequencies; for
+the mixture with a spread per token, the Bayes posterior predictive given the generating
+hyperparameters; for the token channels, the channel's keep probability): what a critic that knew
+the model's form could reach from that much training data.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -91,7 +94,7 @@ def table_pairs(vx: int, vy: int, alpha: float, seed: int) -> Task:
     return cells // vy, cells % vy, truth, table_critic(p)
 
 
-def fitted_critic(name: str, x: np.ndarray, y: np.ndarray) -> Critic | None:
+def fitted_critic(name: str, x: np.ndarray, y: np.ndarray, true_critic: Any = None) -> Critic | None:
     """The right parametric family fitted on training frames (see the module docstring)."""
     if name.startswith("gauss"):
         d = x.shape[1]
@@ -115,13 +118,15 @@ def fitted_critic(name: str, x: np.ndarray, y: np.ndarray) -> Critic | None:
         gauss = gaussian_critic(np.cov(np.concatenate([ux, uy], 1).T), d)
         return lambda xs, ys: gauss(_undo(fx, xs), _undo(fy, ys))
     if name.startswith("zipf"):
-        vocab = int(name.split("v=")[1])
+        vocab = int(name.split("v=")[1].split()[0])
+        noise = "zipf" if name.endswith("zipf noise") else "uniform"
         px = (np.bincount(x, minlength=vocab) + 0.5) / (len(x) + 0.5 * vocab)
-        keep = max(0.0, (float(np.mean(x == y)) - 1 / vocab) / (1 - 1 / vocab))
-        return table_critic(px[:, None] * ((1 - keep) / vocab + keep * np.eye(vocab)))
+        chance = 1 / vocab if noise == "uniform" else float((px**2).sum())
+        keep = max(0.0, (float(np.mean(x == y)) - chance) / (1 - chance))
+        return table_critic(_channel(px, keep, noise))
     if name.startswith("hetero"):
         vocab = int(name.split("v=")[1].split()[0])
-        return _fit_classes(x, y, vocab, per_class_spread=True)
+        return _posterior_classes(x, y, vocab, true_critic.sig)
     if name.startswith("codebooks"):
         books, vocab = (int(v) for v in name.split()[1].split("x"))
         per = y.shape[1] // books
@@ -144,6 +149,22 @@ def _fit_classes(lab: np.ndarray, y: np.ndarray, vocab: int, per_class_spread: b
     else:
         sig = np.full(vocab, pooled)
     return hetero_critic(mu, sig, (counts + 0.5) / (counts.sum() + 0.5 * vocab))
+
+
+def _posterior_classes(lab: np.ndarray, y: np.ndarray, vocab: int, sig: np.ndarray) -> Critic:
+    """The Bayes posterior predictive of each class given the generating hyperparameters (mean scale, spreads).
+
+    With mu_k ~ N(0, HETERO_MEAN_SCALE^2 I) and each class's true spread, class k's posterior mean
+    and variance follow from its n_k training frames, and y | k is predicted as N(m_k, (s_k^2 + v_k) I):
+    in expectation no critic fitted on the same frames does better, so this is what the data allow.
+    """
+    y = y.astype(np.float64)
+    counts = np.bincount(lab, minlength=vocab).astype(np.float64)
+    sums = np.zeros((vocab, y.shape[1]))
+    np.add.at(sums, lab, y)
+    prec = counts / sig**2 + 1 / HETERO_MEAN_SCALE**2
+    return hetero_critic((sums / sig[:, None] ** 2) / prec[:, None], np.sqrt(sig**2 + 1 / prec),
+                         (counts + 0.5) / (counts.sum() + 0.5 * vocab))
 
 
 def mixture(vocab: int, dim: int, sigma: float, seed: int) -> Task:
@@ -224,12 +245,21 @@ def _undo(warp: str, v: np.ndarray) -> np.ndarray:
     return WARPS[warp][1](np.clip(v, -1 + 1e-12, 1 - 1e-12) if warp == "tanh" else v)
 
 
-def zipf_channel(vocab: int, keep: float, seed: int) -> Task:
-    """Zipf-distributed tokens through a noisy channel (kept with prob keep, else a uniform token)."""
+def _channel(px: np.ndarray, keep: float, noise: str) -> np.ndarray:
+    """The joint table of a token kept with probability keep, else replaced by a uniform or a Zipf draw."""
+    other = np.full(len(px), 1.0 / len(px)) if noise == "uniform" else px
+    return px[:, None] * ((1 - keep) * other[None, :] + keep * np.eye(len(px)))
+
+
+HETERO_MEAN_SCALE = 0.3
+
+
+def zipf_channel(vocab: int, keep: float, seed: int, noise: str = "uniform") -> Task:
+    """Zipf-distributed tokens through a noisy channel (kept with prob keep, else a uniform or Zipf token)."""
     rng = np.random.default_rng(seed)
     px = 1.0 / np.arange(1, vocab + 1) ** 1.1
     px = px[rng.permutation(vocab)] / px.sum()
-    joint = px[:, None] * ((1 - keep) / vocab + keep * np.eye(vocab))
+    joint = _channel(px, keep, noise)
     cells = rng.choice(vocab * vocab, size=N, p=joint.ravel())
     pj = joint / joint.sum()
     py = pj.sum(0, keepdims=True)
@@ -273,7 +303,7 @@ class hetero_critic:  # noqa: N801 - used like the other critic factories
 def hetero_mixture(vocab: int, dim: int, seed: int) -> Task:
     """Zipf-ish labels, y = mu[label] + sigma[label] * noise with a spread per label."""
     rng = np.random.default_rng(seed)
-    mu = rng.standard_normal((vocab, dim)) * 0.3
+    mu = rng.standard_normal((vocab, dim)) * HETERO_MEAN_SCALE
     sig = np.exp(rng.uniform(np.log(0.4), np.log(1.6), vocab))
     prior = 1.0 / np.arange(1, vocab + 1) ** 0.8
     prior /= prior.sum()
@@ -338,7 +368,7 @@ def reference_bounds(name: str, task: Task, seed: int, folds: int) -> tuple[floa
     fit_ok = True
     for tr, te in test_parts(len(x), seed, folds):
         true_v += len(te) * held_out_bound(true_critic(x[te], y[te]))
-        fitted = fitted_critic(name, x[tr], y[tr])
+        fitted = fitted_critic(name, x[tr], y[tr], true_critic)
         if fitted is None:
             fit_ok = False
         else:
@@ -365,6 +395,7 @@ TASKS: list[tuple[str, Callable[[int], Task]]] = [
     ("warped d=2 cube/tanh", lambda s: warped_gaussian(2, 1.2, "cube", "tanh", s)),
     ("warped d=4 exp/cube", lambda s: warped_gaussian(4, 2.0, "exp", "cube", s)),
     ("zipf channel v=512", lambda s: zipf_channel(512, 0.55, s)),
+    ("zipf channel v=2048 zipf noise", lambda s: zipf_channel(2048, 0.6, s, "zipf")),
     ("hetero mixture v=256 d=32", lambda s: hetero_mixture(256, 32, s)),
     ("codebooks 4x16 d=16", lambda s: codebooks(4, 16, 4, s)),
     ("independent float d=5", independent_float),

@@ -33,11 +33,11 @@ from .spec import StreamSpec
 # skipped (a neural critic is the tool there anyway).
 MAX_FLOAT_WIDTH = 2048
 MAX_LDA_VOCAB = 8192  # S3 tokens (6,561) included
-MAX_TABLE_CELLS = 4_000_000
 FIT_FRAMES = 100_000
 RIDGES = (1e-4, 1e-3, 1e-2, 1e-1)
 ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 MARGINAL_PSEUDO_COUNTS = (4.0, 16.0, 64.0)
+MATCH_PSEUDO_COUNTS = (16.0, 64.0, 256.0, 1024.0, math.inf)
 MAX_ADDITIVE_CELLS = 65_536  # token positions x vocabulary: the per-position mean tables...
 MAX_ADDITIVE_TABLE = 1 << 24  # ...times the float width: 128 MB of float64 while fitting
 MAX_MIXTURE = 4096  # token tuples in the additive reference's marginal
@@ -235,16 +235,32 @@ class AdditiveReference(LdaReference):
 
 
 class TableReference(ReferenceCritic):
-    """The add-alpha smoothed joint table of two token streams."""
+    """Smoothed joint counts of two token streams, stored sparsely so that any vocabulary fits.
 
-    def __init__(self, log_ratio: torch.Tensor, alpha: float, towards: str = "uniform") -> None:
+    Every smoothing used here has the form T(x, y) = log(c_xy + u_x + v_y + d [x = y]) + a_x + b_y:
+    the joint counts ``c`` plus pseudo-counts from a prior (uniform, one side's marginal, or "the same
+    token, else ..."), normalised per row and column. Only the cells seen in training are kept (sorted
+    keys ``x * Vy + y`` with their counts), so a table over S3's 6,561 tokens costs memory per training
+    frame, not per cell.
+    """
+
+    def __init__(self, keys: torch.Tensor, counts: torch.Tensor, u: torch.Tensor, v: torch.Tensor, d: float,
+                 a: torch.Tensor, b: torch.Tensor, alpha: float, towards: str = "uniform") -> None:
         super().__init__()
-        self.register_buffer("log_ratio", log_ratio.float())  # [Vx, Vy]
+        self.register_buffer("keys", keys.long())          # [S] sorted x * Vy + y of the seen cells
+        self.register_buffer("counts", counts.float())     # [S]
+        self.register_buffer("u", u.float())               # [Vx] pseudo-counts by row
+        self.register_buffer("v", v.float())               # [Vy] pseudo-counts by column
+        self.register_buffer("d", torch.tensor(float(d)))  # pseudo-count on x's own token
+        self.register_buffer("a", a.float())               # [Vx] row normaliser
+        self.register_buffer("b", b.float())               # [Vy] column normaliser
         self.alpha, self.towards = alpha, towards
 
     def describe(self) -> str:
         """One line for summaries."""
-        vx, vy = self.log_ratio.shape
+        vx, vy = self.u.numel(), self.v.numel()
+        if math.isinf(self.alpha):
+            return f"table reference (closed form: a {vx}x{vy} channel that shows {self.towards})"
         how = (f"add-{self.alpha:g}" if self.towards == "uniform" else
                f"{self.alpha:g} pseudo-counts of the marginal of {self.towards} in each row")
         return f"table reference (closed form: {vx}x{vy} joint counts smoothed by {how})"
@@ -258,8 +274,13 @@ class TableReference(ReferenceCritic):
         return y.reshape(-1)
 
     def _t(self, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
-        return self.log_ratio[ex, ey]
-
+        ex, ey = torch.broadcast_tensors(ex, ey)
+        inner = self.u[ex] + self.v[ey] + self.d * (ex == ey)
+        if self.keys.numel():
+            q = ex * self.v.numel() + ey
+            at = torch.searchsorted(self.keys, q).clamp_max(self.keys.numel() - 1)
+            inner = inner + torch.where(self.keys[at] == q, self.counts[at], torch.zeros((), device=q.device))
+        return inner.log() + self.a[ex] + self.b[ey]
 
 
 def reference_kind(spec_x: StreamSpec, spec_y: StreamSpec, cx: int, cy: int) -> str | None:
@@ -273,7 +294,7 @@ def reference_kind(spec_x: StreamSpec, spec_y: StreamSpec, cx: int, cy: int) -> 
     if spec_x.kind == "float" and spec_y.kind == "float":
         return "gaussian" if max(width(spec_x, cx), width(spec_y, cy)) <= MAX_FLOAT_WIDTH else None
     if single(spec_x, cx) and single(spec_y, cy):
-        return "table" if int(spec_x.vocab_size or 0) * int(spec_y.vocab_size or 0) <= MAX_TABLE_CELLS else None
+        return "table"  # stored sparsely: any vocabulary fits
     for tok, tc, flt, fc in ((spec_x, cx, spec_y, cy), (spec_y, cy, spec_x, cx)):
         if single(tok, tc) and flt.kind == "float":
             ok = int(tok.vocab_size or 0) <= MAX_LDA_VOCAB and width(flt, fc) <= MAX_FLOAT_WIDTH
@@ -419,19 +440,58 @@ def _fit_additive(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int, 
 
 
 def _fit_table(x: torch.Tensor, y: torch.Tensor, vx: int, vy: int) -> list[ReferenceCritic]:
-    counts = torch.zeros(vx * vy, dtype=torch.float64).index_add_(0, x * vy + y, torch.ones(x.numel(), dtype=torch.float64))
-    counts = counts.reshape(vx, vy)
+    keys, cell = torch.unique(x.long() * vy + y.long(), return_counts=True)
+    cell = cell.double()
+    nx = torch.bincount(x, minlength=vx).double()
+    ny = torch.bincount(y, minlength=vy).double()
+    n = float(nx.sum())
+    zx, zy = torch.zeros(vx, dtype=torch.float64), torch.zeros(vy, dtype=torch.float64)
     out: list[ReferenceCritic] = []
     for alpha in ALPHAS:
-        p = counts + alpha
-        log_ratio = p.log() - p.sum(1, keepdim=True).log() - p.sum(0, keepdim=True).log() + math.log(float(p.sum()))
-        out.append(TableReference(log_ratio, alpha))
+        # add-alpha: every cell gets alpha; rows, columns and the total grow by alpha per cell
+        out.append(TableReference(keys, cell, zx + alpha, zy, 0.0, -(nx + vy * alpha).log() + math.log(n + vx * vy * alpha),
+                                  -(ny + vx * alpha).log(), alpha))
     # Smoothing towards the other side's marginal (a Dirichlet prior centred on it): a rare token's
     # row falls back to how often each token occurs at all, not to a uniform guess; with Zipf-like
     # marginals that is what the data support.
-    for given, c in (("x", counts), ("y", counts.T)):
-        other = (c.sum(0) + 0.5) / (c.sum() + 0.5 * c.shape[1])
-        for beta in MARGINAL_PSEUDO_COUNTS:
-            ratio = ((c + beta * other) / ((c.sum(1, keepdim=True) + beta) * other)).log()
-            out.append(TableReference(ratio if given == "x" else ratio.T, beta, "y" if given == "x" else "x"))
+    px, py = (nx + 0.5) / (n + 0.5 * vx), (ny + 0.5) / (n + 0.5 * vy)
+    for beta in MARGINAL_PSEUDO_COUNTS:
+        out.append(TableReference(keys, cell, zx, beta * py, 0.0, -(nx + beta).log(), -py.log(), beta, "y"))
+        out.append(TableReference(keys, cell, beta * px, zy, 0.0, -px.log(), -(ny + beta).log(), beta, "x"))
+    out += _fit_matching_table(keys, cell, nx, px, py)
+    return out
+
+
+def _fit_matching_table(keys: torch.Tensor, cell: torch.Tensor, nx: torch.Tensor, px: torch.Tensor,
+                        py: torch.Tensor) -> list[ReferenceCritic]:
+    """Tables smoothed towards "the same token, else another", for two streams over one vocabulary.
+
+    Token streams of one tokenizer under two conditions (clean and noisy speech, two codec rates) keep
+    a token with some probability w and otherwise show another. A row seen a few times cannot tell
+    that from its counts, but the whole table can: w is the excess of matches over chance, and each
+    row's Dirichlet prior is centred on w at its own token plus (1 - w) times the tokens shown off the
+    diagonal. Without such structure w is ~0 and no candidate is added.
+    """
+    vx, vy = px.numel(), py.numel()
+    common = min(vx, vy)  # vocabularies inferred from data may differ by the unseen top ids
+    n = float(nx.sum())
+    diag = keys // vy == keys % vy
+    matches = float(cell[diag].sum())
+    chance = float((px[:common] * py[:common]).sum())
+    w = (matches / n - chance) / (1.0 - chance)
+    if w <= 0.01:
+        return []
+    # What shows when the token is not kept: the columns' counts off the diagonal.
+    off = torch.zeros(vy, dtype=torch.float64).index_add_(0, keys[~diag] % vy, cell[~diag]) + 0.5
+    off = off / off.sum()
+    zx = torch.zeros(vx, dtype=torch.float64)
+    out: list[ReferenceCritic] = []
+    for beta in MATCH_PSEUDO_COUNTS:
+        if math.isinf(beta):
+            # the prior alone, a two-parameter channel (keep or replace) that rare rows need
+            out.append(TableReference(keys[:0], cell[:0], zx, (1.0 - w) * off, w, zx, -py.log(), beta,
+                                      f"x's own token with probability {w:.2f}, else a token drawn as off the diagonal"))
+        else:
+            out.append(TableReference(keys, cell, zx, beta * (1.0 - w) * off, beta * w, -(nx + beta).log(), -py.log(),
+                                      beta, f"y, with {w:.2f} of it on x's own token"))
     return out

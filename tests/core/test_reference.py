@@ -80,6 +80,11 @@ def test_lda_reference_matches_the_mixture_log_ratio_on_either_side():
         assert np.abs(tj.double().numpy() - truth).max() < 0.1, side
 
 
+def _dense(ref: ReferenceCritic, vx: int, vy: int) -> np.ndarray:
+    """A table reference's log ratio over every cell."""
+    return ref._t(torch.arange(vx)[:, None], torch.arange(vy)[None, :]).double().numpy()
+
+
 def test_table_reference_is_the_smoothed_tables_log_ratio_and_normalised():
     x = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2, 2])
     y = torch.tensor([0, 1, 1, 0, 0, 1, 1, 1, 0, 1])
@@ -91,18 +96,57 @@ def test_table_reference_is_the_smoothed_tables_log_ratio_and_normalised():
         given_x = ref.towards == "y"
         c = counts if given_x else counts.T
         other = (c.sum(0) + 0.5) / (c.sum() + 0.5 * c.shape[1])
-        t = ref.log_ratio.numpy() if given_x else ref.log_ratio.numpy().T
+        t = _dense(ref, 3, 2) if given_x else _dense(ref, 3, 2).T
         assert np.allclose((other[None, :] * np.exp(t)).sum(1), 1.0, atol=1e-5)
+    # matches (x = y) are rarer than chance here: no "same token" candidates
     assert len(refs) == len(ALPHAS) + 2 * len(MARGINAL_PSEUDO_COUNTS)
     for ref in refs[:len(ALPHAS)]:
-        counts = np.zeros((3, 2))
-        np.add.at(counts, (x.numpy(), y.numpy()), 1)
         p = (counts + ref.alpha) / (counts + ref.alpha).sum()
         expect = np.log(p) - np.log(p.sum(1, keepdims=True)) - np.log(p.sum(0, keepdims=True))
-        assert np.allclose(ref.log_ratio.numpy(), expect, atol=1e-6)
+        assert np.allclose(_dense(ref, 3, 2), expect, atol=1e-5)
         # Under the smoothed marginals e^T integrates to 1: the DV partition term of the model is 0.
-        norm = (p.sum(1, keepdims=True) * p.sum(0, keepdims=True) * np.exp(ref.log_ratio.numpy())).sum()
-        assert norm == pytest.approx(1.0, abs=1e-6)
+        norm = (p.sum(1, keepdims=True) * p.sum(0, keepdims=True) * np.exp(_dense(ref, 3, 2))).sum()
+        assert norm == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_noisy_channel_over_one_vocabulary_gets_the_same_token_table():
+    # Zipf tokens over 2,048 ids kept with probability 0.6, else replaced by a uniform draw: most rows
+    # are seen a handful of times, so counts alone cannot tell the channel; the table as a whole can.
+    rng = np.random.default_rng(0)
+    v, keep, n = 2048, 0.6, 20_000
+    px = 1.0 / np.arange(1, v + 1) ** 1.1
+    px /= px.sum()
+    x = rng.choice(v, size=n, p=px)
+    y = np.where(rng.random(n) < keep, x, rng.integers(0, v, n))
+    refs = _fit_table(torch.as_tensor(x[:15_000]), torch.as_tensor(y[:15_000]), v, v)
+    channel = [r for r in refs if math.isinf(r.alpha)]
+    assert len(channel) == 1
+    # the excess of matches over chance is the keep probability (sampling error ~0.004 at 15,000 rows)
+    assert float(channel[0].d) == pytest.approx(keep, abs=0.02)
+    xv, yv = torch.as_tensor(x[15_000:]), torch.as_tensor(y[15_000:])
+
+    def bound(ref: ReferenceCritic) -> float:
+        tj = ref._t(xv, yv)
+        tm = ref._t(xv[:, None], yv[torch.randint(0, len(yv), (len(yv), 64), generator=torch.Generator().manual_seed(0))])
+        return float(tj.mean() - (torch.logsumexp(tm.reshape(-1), 0) - math.log(tm.numel())))
+
+    best_marginal = max(bound(r) for r in refs if not math.isinf(r.alpha) and r.towards in ("x", "y"))
+    # The channel reference is exact up to estimated marginals; smoothing towards a marginal leaves the
+    # rare rows near independence. 0.2 nats is far beyond the bounds' noise here (~0.05).
+    assert bound(channel[0]) > best_marginal + 0.2
+    # its conditional distributions are normalised under the (smoothed) marginal of y
+    t = _dense(channel[0], 64, v)
+    py = (np.bincount(y[:15_000], minlength=v) + 0.5) / (15_000 + 0.5 * v)
+    assert np.allclose((py[None, :] * np.exp(t)).sum(1), 1.0, atol=1e-4)
+
+
+def test_a_table_over_s3s_vocabulary_is_stored_by_its_seen_cells():
+    rng = np.random.default_rng(1)
+    x = torch.as_tensor(rng.integers(0, 6561, 5_000))
+    y = torch.as_tensor(rng.integers(0, 6561, 5_000))
+    for ref in _fit_table(x, y, 6561, 6561):
+        # 43 M cells would take 344 MB each as a dense float64 table; the sparse one keeps the 5,000 seen
+        assert sum(b.numel() for b in ref.buffers()) <= 5_000 * 2 + 4 * 6561 + 1
 
 
 @pytest.mark.parametrize("sx, cx, sy, cy, kind", [
@@ -113,7 +157,7 @@ def test_table_reference_is_the_smoothed_tables_log_ratio_and_normalised():
     (("float", 4), 1, ("index", 16), 1, "lda"),
     (("index", 16), 3, ("float", 4), 1, "additive"),               # a token window: each position adds a mean
     (("index", 16), 1, ("index", 8), 1, "table"),
-    (("index", 4096), 1, ("index", 4096), 1, None),                # 16.8 M cells
+    (("index", 6561), 1, ("index", 6561), 1, "table"),             # S3's vocabulary: stored sparsely
     (("index", 16, 2), 1, ("float", 4), 1, "additive"),            # two codebooks per frame
     (("index", 1024, 8), 5, ("float", 4), 1, "additive"),          # EnCodec's 8 codebooks at context 5
     (("index", 1024, 8), 9, ("float", 4), 1, None),                # 73,728 token cells: over the cap
