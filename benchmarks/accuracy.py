@@ -127,6 +127,15 @@ def fitted_critic(name: str, x: np.ndarray, y: np.ndarray, true_critic: Any = No
     if name.startswith("hetero"):
         vocab = int(name.split("v=")[1].split()[0])
         return _posterior_classes(x, y, vocab, true_critic.sig)
+    if name.startswith("corpus"):
+        # knows A and sigma; estimates the 1,024 means in the subspace and the token frequencies
+        zy = y.astype(np.float64) @ true_critic.a
+        counts = np.bincount(x, minlength=1024).astype(np.float64)
+        sums = np.zeros((1024, zy.shape[1]))
+        np.add.at(sums, x, zy)
+        means = sums / np.maximum(counts, 1)[:, None]
+        inner = hetero_critic(means, true_critic.sig, (counts + 0.5) / (counts.sum() + 512))
+        return _projected(inner, true_critic.a)
     if name.startswith("codebooks"):
         books, vocab = (int(v) for v in name.split()[1].split("x"))
         per = y.shape[1] // books
@@ -312,6 +321,34 @@ def hetero_mixture(vocab: int, dim: int, seed: int) -> Task:
     return lab, y.astype(np.float32), _mixture_truth(mu, sig, prior, rng), hetero_critic(mu, sig, prior)
 
 
+def corpus_shape(seed: int) -> Task:
+    """Frames of benchmarks/synthetic.py's corpus: 1,024 Zipf tokens, y = A z_k + sigma e in 513 dims.
+
+    The original pipeline's use case (codec tokens against a spectrum-like stream) at 10,000 frames:
+    the signal lives in a 4-dim subspace of 513 dims, so the true critic needs only A^T y.
+    """
+    import synthetic
+
+    truth = synthetic.cached_truth()
+    rng = np.random.default_rng(seed)
+    p, z, a = synthetic.token_probs(), synthetic.latent_means(), synthetic.basis(513)
+    lab = rng.choice(len(p), size=N, p=p)
+    y = (z[lab] + truth.sigma * rng.standard_normal((N, z.shape[1]))) @ a.T
+    y += truth.sigma * (rng.standard_normal((N, 513)) @ (np.eye(513) - a @ a.T))  # isotropic noise off the subspace
+    crit = _projected(hetero_critic(z, np.full(len(p), truth.sigma), p), a)
+    return lab, y.astype(np.float32), truth.mi_nats, crit
+
+
+class _projected:  # noqa: N801 - used like the other critic factories
+    """A class critic applied to A^T y."""
+
+    def __init__(self, inner: hetero_critic, a: np.ndarray) -> None:
+        self.inner, self.a, self.sig = inner, a, inner.sig
+
+    def __call__(self, lab: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return self.inner(lab, y.astype(np.float64) @ self.a)
+
+
 def codebooks(n_books: int, vocab: int, dim_per: int, seed: int) -> Task:
     """[N, C] tokens, each codebook driving its own block of y: I is the sum over codebooks."""
     rng = np.random.default_rng(seed)
@@ -398,6 +435,7 @@ TASKS: list[tuple[str, Callable[[int], Task]]] = [
     ("zipf channel v=2048 zipf noise", lambda s: zipf_channel(2048, 0.6, s, "zipf")),
     ("hetero mixture v=256 d=32", lambda s: hetero_mixture(256, 32, s)),
     ("codebooks 4x16 d=16", lambda s: codebooks(4, 16, 4, s)),
+    ("corpus shape v=1024 d=513", corpus_shape),
     ("independent float d=5", independent_float),
     ("independent index v=32", independent_index),
 ]

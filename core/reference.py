@@ -35,6 +35,9 @@ MAX_FLOAT_WIDTH = 2048
 MAX_LDA_VOCAB = 8192  # S3 tokens (6,561) included
 FIT_FRAMES = 100_000
 RIDGES = (1e-4, 1e-3, 1e-2, 1e-1)
+# A within-class covariance of hundreds of dims from a few thousand frames is noisy: LDA also tries a
+# whitening pulled halfway to the identity.
+LDA_RIDGES = (*RIDGES, 1.0)
 ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 MARGINAL_PSEUDO_COUNTS = (4.0, 16.0, 64.0)
 MATCH_PSEUDO_COUNTS = (16.0, 64.0, 256.0, 1024.0, math.inf)
@@ -116,9 +119,9 @@ class LdaReference(ReferenceCritic):
     """
 
     def __init__(self, token_side: str, means: torch.Tensor, log_prior: torch.Tensor, proj: torch.Tensor,
-                 shift: torch.Tensor, ridge: float) -> None:
+                 shift: torch.Tensor, ridge: float, rule: str = "floor") -> None:
         super().__init__()
-        self.token_side = token_side
+        self.token_side, self.rule = token_side, rule
         self.register_buffer("means", means.float())         # [V, r] whitened means in the span of the means
         self.register_buffer("log_prior", log_prior.float())  # [V]
         self.register_buffer("proj", proj.float())           # [r, D]: z = proj f - shift
@@ -127,8 +130,9 @@ class LdaReference(ReferenceCritic):
 
     def describe(self) -> str:
         """One line for summaries."""
+        where = "the noise floor" if self.rule == "floor" else "the Marchenko-Pastur edge of noise"
         return (f"lda reference (closed form: {self.vocab} Gaussian classes of {self.token_side}'s tokens "
-                f"with a shared covariance, ridge {self.ridge:g})")
+                f"with a shared covariance, ridge {self.ridge:g}, {self.means.shape[1]} directions above {where})")
 
     def _tokens(self, idx: torch.Tensor) -> torch.Tensor:
         k = idx.reshape(-1)
@@ -357,7 +361,7 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
     cov = (within.T @ within).double() / max(1, n - seen)
     log_prior = torch.log((counts + 0.5) / (counts.sum() + 0.5 * vocab))
     out: list[ReferenceCritic] = []
-    for ridge in RIDGES:
+    for ridge in LDA_RIDGES:
         w = _inv_sqrt(cov, ridge)
         m = means @ w                                     # whitened class means [V, d], within-class noise ~ I
         # Empirical Bayes per discriminant direction: a sample mean of n_k frames carries noise of
@@ -366,19 +370,27 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
         # the grand mean by tau^2 / (tau^2 + 1/n_k): rare tokens' noisy means would otherwise make
         # the critic overconfident.
         between = (m * (counts / n)[:, None]).T @ m
-        b, u = torch.linalg.eigh(between)
-        tau2 = b - seen / n
-        keep = tau2 > 0
-        if not bool(keep.any()):
-            keep = b == b.max()
-            tau2 = b.clamp_min(1e-12)
-        u, tau2 = u[:, keep], tau2[keep]
-        shrink = tau2 / (tau2 + 1.0 / counts.clamp_min(1)[:, None])
-        shrink = torch.where(counts[:, None] > 0, shrink, torch.zeros_like(shrink))
-        proj = (w @ u).T / scale                          # [r, D] on raw frames
-        out.append(LdaReference(side, (m @ u) * shrink, log_prior, proj, proj @ mean, ridge))
-        if ridge == SPREAD_RIDGE:
-            out += _fit_spreads(side, tokens, z, w, u, m @ u, tau2, counts, log_prior, mean, scale)
+        b, u_all = torch.linalg.eigh(between)
+        floor = seen / n
+        # Sample means of pure noise spread the scatter's eigenvalues up to the Marchenko-Pastur edge
+        # (sqrt(seen) + sqrt(d))^2 / n, not just to their mean: with many noise dimensions (a 513-dim
+        # spectrum driven by a few directions) the directions under the edge are noise that frequent
+        # tokens' means would carry into the critic. With few dimensions, all of them signal, the edge
+        # would drop real directions. Both rules give candidates; validation chooses.
+        edge = (math.sqrt(seen) + math.sqrt(d)) ** 2 / n
+        rules = [("floor", b > floor)] + ([("edge", b > edge)] if bool(((b > floor) & (b <= edge)).any()) else [])
+        for rule, keep in rules:
+            tau2 = b - floor
+            if not bool(keep.any()):
+                keep = b == b.max()
+                tau2 = b.clamp_min(1e-12)
+            u, tau2 = u_all[:, keep], tau2[keep]
+            shrink = tau2 / (tau2 + 1.0 / counts.clamp_min(1)[:, None])
+            shrink = torch.where(counts[:, None] > 0, shrink, torch.zeros_like(shrink))
+            proj = (w @ u).T / scale                          # [r, D] on raw frames
+            out.append(LdaReference(side, (m @ u) * shrink, log_prior, proj, proj @ mean, ridge, rule))
+            if ridge == SPREAD_RIDGE:
+                out += _fit_spreads(side, tokens, z, w, u, m @ u, tau2, counts, log_prior, mean, scale)
     return out
 
 

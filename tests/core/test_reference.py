@@ -335,3 +335,31 @@ def test_class_spread_reference_fits_classes_of_different_spread_where_lda_canno
     # the shared-covariance model is off by far more where spreads differ fivefold.
     assert max(err(r) for r in spread) < 0.05
     assert min(err(r) for r in refs if isinstance(r, LdaReference) and not isinstance(r, SpreadReference)) > 0.3
+
+
+def test_lda_keeps_only_directions_above_the_noise_edge_when_few_of_many_dims_carry_the_tokens():
+    # 256 Zipf tokens move a 200-dim frame in 4 directions only: the frequency-weighted scatter of
+    # pure-noise class means reaches the Marchenko-Pastur edge, and directions between the floor and
+    # the edge are noise. The edge candidate must keep exactly the 4 and beat the floor candidate.
+    rng = np.random.default_rng(0)
+    v, d, n = 256, 200, 20_000
+    p = 1.0 / np.arange(3, v + 3)
+    p /= p.sum()
+    basis, _ = np.linalg.qr(rng.standard_normal((d, 4)))
+    lab = rng.choice(v, size=n, p=p)
+    y = (rng.standard_normal((v, 4)) * 1.5)[lab] @ basis.T + rng.standard_normal((n, d))
+    tokens, frames = torch.as_tensor(lab[:15_000]), torch.as_tensor(y[:15_000], dtype=torch.float32)
+    refs = [r for r in _fit_lda("x", tokens, frames, v) if type(r) is LdaReference]
+    edge = [r for r in refs if r.rule == "edge"]
+    floor = [r for r in refs if r.rule == "floor"]
+    assert edge and all(r.means.shape[1] == 4 for r in edge)
+    assert all(r.means.shape[1] > 4 for r in floor)
+    xv, yv = torch.as_tensor(lab[15_000:]), torch.as_tensor(y[15_000:], dtype=torch.float32)
+    neg = torch.randint(0, len(xv), (len(xv), 32), generator=torch.Generator().manual_seed(0))
+
+    def bound(ref: ReferenceCritic) -> float:
+        tj, tm = ref.score_negatives(ref.encode_x(xv), ref.encode_y(yv), ref.encode_y(yv), neg)
+        return float(tj.mean() - (torch.logsumexp(tm.reshape(-1), 0) - math.log(tm.numel())))
+
+    # held-out bounds of 5,000 frames differ by noise of ~0.02 nats; the noise directions cost more
+    assert max(bound(r) for r in edge) > max(bound(r) for r in floor) + 0.03
