@@ -378,7 +378,8 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
         # tokens' means would carry into the critic. With few dimensions, all of them signal, the edge
         # would drop real directions. Both rules give candidates; validation chooses.
         edge = (math.sqrt(seen) + math.sqrt(d)) ** 2 / n
-        rules = [("floor", b > floor)] + ([("edge", b > edge)] if bool(((b > floor) & (b <= edge)).any()) else [])
+        differs = bool(((b > floor) & (b <= edge)).any()) and bool((b > edge).any())
+        rules = [("floor", b > floor)] + ([("edge", b > edge)] if differs else [])
         for rule, keep in rules:
             tau2 = b - floor
             if not bool(keep.any()):
