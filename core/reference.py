@@ -130,9 +130,11 @@ class LdaReference(ReferenceCritic):
 
     def describe(self) -> str:
         """One line for summaries."""
-        where = "the noise floor" if self.rule == "floor" else "the Marchenko-Pastur edge of noise"
+        r = self.means.shape[1]
+        dirs = {"floor": f"{r} directions above the noise floor", "pooled": f"all {r} directions, one shrinkage",
+                "edge": f"{r} directions above the Marchenko-Pastur edge of noise"}[self.rule]
         return (f"lda reference (closed form: {self.vocab} Gaussian classes of {self.token_side}'s tokens "
-                f"with a shared covariance, ridge {self.ridge:g}, {self.means.shape[1]} directions above {where})")
+                f"with a shared covariance, ridge {self.ridge:g}, {dirs})")
 
     def _tokens(self, idx: torch.Tensor) -> torch.Tensor:
         k = idx.reshape(-1)
@@ -376,12 +378,16 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
         # (sqrt(seen) + sqrt(d))^2 / n, not just to their mean: with many noise dimensions (a 513-dim
         # spectrum driven by a few directions) the directions under the edge are noise that frequent
         # tokens' means would carry into the critic. With few dimensions, all of them signal, the edge
-        # would drop real directions. Both rules give candidates; validation chooses.
+        # would drop real directions. Both rules give candidates, and so does keeping every direction
+        # with one shrinkage from their mean excess over the floor (class means spread alike in all
+        # directions, which per-direction estimates scatter); validation chooses.
         edge = (math.sqrt(seen) + math.sqrt(d)) ** 2 / n
         differs = bool(((b > floor) & (b <= edge)).any()) and bool((b > edge).any())
         rules = [("floor", b > floor)] + ([("edge", b > edge)] if differs else [])
+        if float((b - floor).mean()) > 0:
+            rules.append(("pooled", torch.ones_like(b, dtype=torch.bool)))
         for rule, keep in rules:
-            tau2 = b - floor
+            tau2 = b - floor if rule != "pooled" else torch.full_like(b, float((b - floor).mean()))
             if not bool(keep.any()):
                 keep = b == b.max()
                 tau2 = b.clamp_min(1e-12)
@@ -405,15 +411,17 @@ def _fit_spreads(side: str, tokens: torch.Tensor, z: torch.Tensor, w: torch.Tens
     """
     zw = z.double() @ w                                   # whitened frames [n, d], pooled scatter ~ I
     n_k = counts.clamp_min(1)[:, None]
-    means = raw_means * torch.where(counts[:, None] > 0, tau2 / (tau2 + 1.0 / n_k), torch.zeros_like(raw_means))
-    resid = zw - means[tokens] @ u.T
+    # Scatter about each token's own sample mean in the r kept directions, which spends r of the
+    # token's n_k d degrees of freedom: a token seen 3 times would otherwise look a third too narrow.
+    resid = zw - raw_means[tokens] @ u.T
     ss = torch.zeros(counts.shape[0], dtype=torch.float64).index_add_(0, tokens, (resid**2).sum(1))
-    d = zw.shape[1]
-    pooled = float(ss.sum() / (counts.sum() * d))
+    d, r = zw.shape[1], u.shape[1]
+    dof = (counts * d - r * (counts > 0)).clamp_min(0)
+    pooled = float(ss.sum() / dof.sum().clamp_min(1))
     out: list[ReferenceCritic] = []
     for pseudo in SPREAD_PSEUDO_FRAMES:
         # a rare token's spread leans on the pooled one, as if it had `pseudo` more frames at that spread
-        var = (ss + pseudo * d * pooled) / ((counts + pseudo) * d)
+        var = (ss + pseudo * d * pooled) / (dof + pseudo * d)
         own = raw_means * torch.where(counts[:, None] > 0, tau2 / (tau2 + var[:, None] / n_k), torch.zeros_like(raw_means))
         proj = (w @ u).T / scale
         full = w.T / scale
