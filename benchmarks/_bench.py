@@ -147,8 +147,10 @@ ACCURACY_CRITIC = {"quadratic_dim": 64, "mlp_lr_scale": 0.1}
 ACCURACY_WEIGHT_DECAY = 0.3
 
 
-def make_trainer(loaded: Loaded, context: int = 1, critic: dict[str, Any] | None = None, **training: Any) -> Any:
-    """A Trainer built from the config (as ``minecli run`` builds it), with critic and training fields overridden."""
+def make_trainer(loaded: Loaded, context: int = 1, critic: dict[str, Any] | None = None, distributed: bool = False,
+                 **training: Any) -> Any:
+    """A Trainer built from the config (as ``minecli run`` builds it), with critic and training fields overridden;
+    ``distributed``: one rank of a torchrun process group."""
     from dataclasses import replace
 
     from minecli.core.trainer import Trainer
@@ -157,7 +159,8 @@ def make_trainer(loaded: Loaded, context: int = 1, critic: dict[str, Any] | None
     tr = replace(cfg.training, **{"segment_length": cfg.pairing.segment_length, **training})
     return Trainer(loaded.prep.specs["x"], loaded.prep.specs["y"], loaded.banks["train"], loaded.banks["valid"],
                    loaded.banks["test"], context_x=context, context_y=context, head_x=cfg.x.head, head_y=cfg.y.head,
-                   critic=replace(cfg.critic, **(critic or {})), estimator=cfg.estimator, training=tr)
+                   critic=replace(cfg.critic, **(critic or {})), estimator=cfg.estimator, training=tr,
+                   distributed=distributed)
 
 
 @dataclass

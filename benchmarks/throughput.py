@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py                     # 1-3 minutes on 2 cores
     python benchmarks/throughput.py --steps 12000 --threads 1 2
+    python benchmarks/throughput.py --no-accuracy --processes 1 2 --no-save   # throughput rows only
 
 The corpus is benchmarks/synthetic.py's (1024 tokens at 50 Hz vs 513-dim frames at 100 Hz, true
 MI 2.147 nats per frame). It is read through the same code as ``minecli run`` with a CSV config
@@ -10,6 +11,8 @@ size (x embedding 32, y projection 32, critic hidden [64, 32]). Reported:
 
 - throughput: frame pairs per second and steps per second over short runs with 1 and 2 torch
   threads (validation time excluded), and scored pairs per second (each pair plus its K negatives);
+- the same short run in 1 process and under torchrun in 2 gloo processes of one thread each
+  (benchmarks/throughput_ranks.py), at the same global batch: each rank draws half the segments;
 - accuracy: a longer run validating every --validate-every steps; the wall time (loading included)
   until the validation estimate first comes within 5% of the truth, and the final test estimate;
 - the critic's multiply-adds per frame pair against the measured single-thread matmul rate, and
@@ -20,7 +23,11 @@ The table goes to stdout and is appended to benchmarks/RESULTS.md unless --no-sa
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 from typing import Any
 from pathlib import Path
 
@@ -46,6 +53,34 @@ def throughput_row(loaded: _bench.Loaded, steps: int, threads: int) -> dict:
             "steps_s": steps / train_s, "scored_s": pairs * (1 + k) / train_s}
 
 
+def process_row(loaded: _bench.Loaded, config: Path, steps: int, processes: int) -> dict:
+    """The short run at the config's global batch in `processes` processes of one thread (torchrun for more
+    than one), validation excluded."""
+    batch = loaded.prep.cfg.training.batch_size
+    if processes == 1:
+        trainer = _bench.make_trainer(loaded, steps=steps, validate_every=steps, threads=1,
+                                      critic={"reference": False})
+        fit = _bench.timed_fit(trainer)
+        timing = {"train_s": fit.wall - fit.valid_seconds, "pairs_per_step": trainer.pairs_per_step}
+    else:
+        if batch % processes:
+            raise SystemExit(f"--batch-size {batch} does not split over {processes} processes; use a multiple")
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "row.json"
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+                   str(Path(__file__).resolve().parent / "throughput_ranks.py"), "--config", str(config),
+                   "--steps", str(steps), "--batch-size", str(batch // processes), "--out", str(out)]
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if proc.returncode != 0 or not out.exists():
+                raise SystemExit(f"torchrun with {processes} processes failed: {proc.stderr[-2000:]}")
+            timing = json.loads(out.read_text())
+    pairs = steps * timing["pairs_per_step"]
+    return {"processes": processes, "per_process": f"{batch // processes}x{loaded.prep.cfg.pairing.segment_length}",
+            "global": f"{batch}x{loaded.prep.cfg.pairing.segment_length}", "steps": steps,
+            "train_s": timing["train_s"], "pairs_s": pairs / timing["train_s"], "steps_s": steps / timing["train_s"]}
+
+
 def _estimate_from(trainer: Any) -> str:
     """Which critic gave the test estimate: the trained one, or the reference with its validation value."""
     rep = trainer.reference_report
@@ -66,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one accuracy run per training seed")
     ap.add_argument("--throughput-steps", type=int, default=300, help="steps of each throughput run")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to time")
+    ap.add_argument("--processes", type=int, nargs="+", default=[1, 2],
+                    help="process counts to time (one thread each; torchrun with gloo for more than one)")
+    ap.add_argument("--no-accuracy", action="store_true", help="time the throughput rows only")
     ap.add_argument("--batch-size", type=int, default=64, help="segments per step")
     ap.add_argument("--segment-length", type=int, default=50, help="frames per segment")
     ap.add_argument("--negatives", type=int, default=4, help="marginal samples per pair in training")
@@ -88,10 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     for threads in args.threads:
         print(f"throughput with {threads} thread(s) ...", file=sys.stderr)
         rows.append(throughput_row(loaded, args.throughput_steps, threads))
+    proc_rows = []
+    for processes in args.processes:
+        print(f"throughput in {processes} process(es) of one thread ...", file=sys.stderr)
+        proc_rows.append(process_row(loaded, config, args.throughput_steps, processes))
 
     tol = 0.05 * truth.mi_nats
     acc_rows, curves = [], []
-    for seed in args.seeds:
+    for seed in [] if args.no_accuracy else args.seeds:
         print(f"accuracy run, seed {seed}: {args.steps} steps ...", file=sys.stderr)
         trainer = _bench.make_trainer(loaded, threads=1, seed=seed, weight_decay=args.weight_decay,
                                       critic=_bench.ACCURACY_CRITIC)
@@ -118,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
                                     f"{r['pairs_s']:,.0f}", f"{r['steps_s']:.1f}", f"{r['scored_s']:,.0f}"]
                                    for r in rows])
     one = next((r for r in rows if r["threads"] == 1), rows[0])
+    single = next((r for r in proc_rows if r["processes"] == 1), None)
+    procs = _bench.md_table(
+        ["processes (1 thread each)", "batch per process", "global batch", "steps", "train s", "pairs/s", "steps/s",
+         "speed-up"],
+        [[r["processes"], r["per_process"], r["global"], r["steps"], f"{r['train_s']:.1f}", f"{r['pairs_s']:,.0f}",
+          f"{r['steps_s']:.1f}", f"{r['pairs_s'] / single['pairs_s']:.2f}x" if single else "-"] for r in proc_rows])
     acc = _bench.md_table(
         ["seed", "truth nats", "steps", "load s", "train wall s", "first valid within 5% (step, wall s incl. load)",
          "best valid nats", "test nats", "test error", "test within 5%", "test estimate from"], acc_rows)
@@ -130,11 +178,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"{one['pairs_s'] / limit:.0%} of it.")
     body = (f"Synthetic corpus (benchmarks/synthetic.py), model: x embedding {_bench.MODEL['x_embedding_dim']}, y "
             f"projection {_bench.MODEL['y_proj_dim']}, critic {_bench.MODEL['hidden_dims']}, mine estimator, lr "
-            f"{args.lr} cosine, 64 negatives for validation/test. Load average before/after: {load_before} / "
-            f"{load_after}.\n\n{table}\n\nAccuracy runs: critic options {_bench.ACCURACY_CRITIC}, weight decay {args.weight_decay} "
-            f"(see ACCURACY_CRITIC in _bench.py).\n\n{acc}\n\nValidation curves (step: nats): {'; '.join(curves)}.\n\n{work_txt}\n")
-    _bench.publish("training throughput and time to accuracy (synthetic corpus)", "throughput.py", argv, body,
-                   save=not args.no_save)
+            f"{args.lr} cosine, 64 negatives for validation/test. Machine: {_bench.machine()}. Load average "
+            f"before/after: {load_before} / {load_after}.\n\n{table}\n")
+    if proc_rows:
+        body += (f"\nThe same run in several processes (torchrun, gloo on the CPU, one torch thread each) at the same "
+                 f"global batch, {args.throughput_steps} steps, validation excluded:\n\n{procs}\n")
+    if acc_rows:
+        body += (f"\nAccuracy runs: critic options {_bench.ACCURACY_CRITIC}, weight decay {args.weight_decay} "
+                 f"(see ACCURACY_CRITIC in _bench.py).\n\n{acc}\n\nValidation curves (step: nats): "
+                 f"{'; '.join(curves)}.\n")
+    body += f"\n{work_txt}\n"
+    # Without the accuracy runs the figures go to a section of their own, leaving the full run's in place.
+    title = ("training throughput (synthetic corpus)" if args.no_accuracy
+             else "training throughput and time to accuracy (synthetic corpus)")
+    _bench.publish(title, "throughput.py", argv, body, save=not args.no_save)
     return 0
 
 

@@ -49,7 +49,7 @@ class RunResult:
     document: dict[str, Any]
     summary: str
     output_dir: Path
-    #: False on torchrun ranks other than 0, which extract and train; rank 0 writes the results
+    #: False on torchrun ranks other than 0, which extract, train and share the scoring; rank 0 writes the results
     primary: bool = True
 
 
@@ -404,8 +404,8 @@ def run_config(config: str | os.PathLike[str], overrides: list[str] | None = Non
     """The whole job: extraction, pairing, training, held-out estimate, results on disk.
 
     Under torchrun (WORLD_SIZE > 1) every rank extracts its share of the files, then every rank pairs and
-    trains under DistributedDataParallel; rank 0 alone writes checkpoints, estimates and writes the results,
-    and the other ranks return a result with ``primary`` False.
+    trains under DistributedDataParallel, and all ranks share validation and the test scoring; rank 0 alone
+    writes checkpoints and the results, and the other ranks return a result with ``primary`` False.
     """
     from .distributed import close_group, init_group
 
@@ -456,13 +456,13 @@ def _run_config(config: str | os.PathLike[str], overrides: list[str] | None, sta
     t1 = time.perf_counter()
     trainer.fit()
     t_train = time.perf_counter() - t1
+    final = trainer.estimate()  # every rank scores its share of the test split
     if not primary:
         done = ", ".join(f"{side}: {c['extracted']} extracted" for side, c in counts.items())
-        summary = (f"rank {rank.index}/{rank.count}: extraction ({done}) and training ({trainer.step} steps) done; "
-                   "rank 0 estimates and writes the results")
+        summary = (f"rank {rank.index}/{rank.count}: extraction ({done}), training ({trainer.step} steps) and its "
+                   "share of the test scoring done; rank 0 writes the results")
         return RunResult({"rank": rank.index, "extraction": counts, "training": {"steps_run": trainer.step}},
                          summary, out_dir, primary=False)
-    final = trainer.estimate()
     units = plan_units(plan, prep.specs["x"].frame_rate, prep.specs["y"].frame_rate, cx, cy)
     entropy = window_ceilings(entropy_report(prep.specs["x"], prep.specs["y"], banks["test"]), units)
     baseline = test_split_baseline(banks["test"], prep.specs["x"], prep.specs["y"], final["correlation_length_frames"])

@@ -1,4 +1,8 @@
-"""Scoring a split with a critic: joint and marginal scores of every frame, chunked to bound memory."""
+"""Scoring a split with a critic: joint and marginal scores of every frame, chunked to bound memory.
+
+Inside a torchrun process group scoring can be sharded by frame (``sharded=True``): each rank encodes
+and scores its share of the frames, and rank 0 receives the scores one process would have computed.
+"""
 from __future__ import annotations
 
 import torch
@@ -8,14 +12,23 @@ from .data import FrameBank
 
 @torch.no_grad()
 def score_bank(critic: torch.nn.Module, bank: FrameBank, neg: torch.Tensor | int, cx: int, cy: int,
-               device: torch.device, chunk: int = 8192,
-               gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               device: torch.device, chunk: int = 8192, gen: torch.Generator | None = None,
+               sharded: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Critic scores of every frame's joint pair ``[N]`` and its marginal pairs ``[N, K]``.
 
     ``neg`` is either fixed negative indices ``[N, K]`` or K: then negatives from other
     utterances are drawn chunk by chunk with `gen`, so their index arrays never exist for the
     whole split at once (they cost far more memory than the scores).
+
+    With ``sharded`` inside a process group of several ranks, every rank must call this with the same
+    arguments (and the same critic): each scores its share of the frames, rank 0 receives the scores of
+    every frame in frame order and the other ranks get zero rows (``[0]`` and ``[0, K]``). `gen` ends
+    in the same state on every rank as in one process.
     """
+    from .distributed import active
+
+    if sharded and active():
+        return _score_sharded(critic, bank, neg, cx, cy, device, chunk, gen)
     was_training = critic.training
     critic.eval()
     ay_parts = []
@@ -37,6 +50,78 @@ def score_bank(critic: torch.nn.Module, bank: FrameBank, neg: torch.Tensor | int
         tm_parts.append(tm.float().cpu())
     critic.train(was_training)
     return torch.cat(tj_parts), torch.cat(tm_parts)
+
+
+def shard_bounds(n: int, world: int) -> list[int]:
+    """Frame boundaries of `world` contiguous shares of `n` frames: rank r scores ``[b[r], b[r + 1])``."""
+    return [n * r // world for r in range(world + 1)]
+
+
+def _gather_rows(own: torch.Tensor, bounds: list[int], everywhere: bool) -> list[torch.Tensor] | None:
+    """Every rank's rows (its share of `bounds`), one tensor per rank in rank order, on every rank or only on
+    rank 0 (None elsewhere)."""
+    import torch.distributed as dist
+
+    me, world = dist.get_rank(), len(bounds) - 1
+    size = max(b - a for a, b in zip(bounds, bounds[1:]))
+    # Collectives need one size on every rank: shares differ by a frame at most, so pad to the largest.
+    padded = torch.cat([own, own.new_zeros((size - own.shape[0], *own.shape[1:]))]) if own.shape[0] < size else own
+    padded = padded.contiguous()
+    if everywhere:
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded)
+    else:
+        parts = [torch.empty_like(padded) for _ in range(world)] if me == 0 else None
+        dist.gather(padded, parts, dst=0)
+        if parts is None:
+            return None
+    return [p[: b - a] for p, a, b in zip(parts, bounds, bounds[1:])]
+
+
+def _score_sharded(critic: torch.nn.Module, bank: FrameBank, neg: torch.Tensor | int, cx: int, cy: int,
+                   device: torch.device, chunk: int, gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """score_bank over the ranks of the process group: encodings all-gathered, scores gathered on rank 0."""
+    import torch.distributed as dist
+
+    n, me = bank.n_frames, dist.get_rank()
+    bounds = shard_bounds(n, dist.get_world_size())
+    lo, hi = bounds[me], bounds[me + 1]
+    k = neg if isinstance(neg, int) else neg.shape[1]
+    was_training = critic.training
+    critic.eval()
+    ay_parts = []
+    for s in range(lo, hi, chunk):
+        frames = torch.arange(s, min(s + chunk, hi))
+        ay_parts.append(critic.encode_y(bank.y[bank.windows(frames, cy)].to(device)))
+    if not ay_parts:  # a share of no frames (fewer frames than ranks): one frame's encoding gives shape and dtype
+        ay_parts.append(critic.encode_y(bank.y[bank.windows(torch.arange(1), cy)].to(device))[:0])
+    # Through the CPU: the default group is gloo, and each rank may sit on a GPU of its own.
+    ay = torch.cat(_gather_rows(torch.cat(ay_parts).cpu(), bounds, everywhere=True)).to(device)
+    tj_parts, tm_parts = [], []
+    rows = max(1, chunk // max(1, k))
+    # With drawn negatives every rank walks every chunk of the single-process loop and draws its negatives,
+    # so that each frame gets the negatives (and `gen` the state) one process would give it.
+    starts = range(0, n, rows) if isinstance(neg, int) else range(lo, hi, rows)
+    for s in starts:
+        e = min(s + rows, n)
+        nf = bank.other_utterance_frames(gen, torch.arange(s, e), k) if isinstance(neg, int) else None
+        a, b = max(s, lo), min(e, hi)
+        if a >= b:
+            continue
+        frames = torch.arange(a, b)
+        nf = neg[frames] if nf is None else nf[a - s: b - s]
+        ax = critic.encode_x(bank.x[bank.windows(frames, cx)].to(device))
+        tj, tm = critic.score_negatives(ax, ay[frames.to(device)], ay, nf.to(device))
+        tj_parts.append(tj.float().cpu())
+        tm_parts.append(tm.float().cpu())
+    critic.train(was_training)
+    own = torch.cat([torch.cat(tj_parts)[:, None], torch.cat(tm_parts)], 1) if tj_parts else torch.zeros(0, 1 + k)
+    # One gather of [rows, 1 + K] (joint score first) rather than one per tensor; scores stay on rank 0
+    # alone: on a large test split they would cost every rank as much memory as the whole split.
+    parts = _gather_rows(own, bounds, everywhere=False)
+    if parts is None:
+        return torch.zeros(0), torch.zeros(0, k)
+    return torch.cat([p[:, 0] for p in parts]), torch.cat([p[:, 1:] for p in parts])
 
 
 def valid_protocol(valid: FrameBank, max_frames: int, negatives: int, seed: int) -> tuple[FrameBank, torch.Tensor]:

@@ -98,7 +98,9 @@ class Trainer:
 
     With ``distributed`` (inside a torchrun process group) every rank trains the same critic under
     DistributedDataParallel on frames of its own: a step's batch is world_size x batch_size segments.
-    Rank 0 validates and decides (the others follow its decisions) and alone writes checkpoints.
+    Validation and the test scoring of ``estimate`` are sharded by frame over the ranks (every rank must
+    call them); rank 0 fits the reference, decides (the others follow its decisions) and alone writes
+    checkpoints.
     """
 
     def __init__(self, spec_x: StreamSpec, spec_y: StreamSpec, train: FrameBank, valid: FrameBank,
@@ -113,7 +115,7 @@ class Trainer:
         self.distributed = distributed and active()
         self.rank = rank() if self.distributed else 0
         self.world = world_size() if self.distributed else 1
-        #: rank 0 (or the only process): validates, selects, writes checkpoints
+        #: rank 0 (or the only process): receives the validation and test scores, selects, writes checkpoints
         self.primary = self.rank == 0
         self.spec_x, self.spec_y = spec_x, spec_y
         self.train, self.valid, self.test = train, valid, test
@@ -191,10 +193,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ scoring
     def score_bank(self, bank: FrameBank, neg: torch.Tensor | int, chunk: int = 8192,
-                   gen: torch.Generator | None = None,
-                   critic: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Joint ``[N]`` and marginal ``[N, K]`` scores of a split by `critic` (default: the one giving the estimate)."""
-        return score_bank(critic or self.scorer, bank, neg, self.cx, self.cy, self.device, chunk, gen)
+                   gen: torch.Generator | None = None, critic: torch.nn.Module | None = None,
+                   sharded: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint ``[N]`` and marginal ``[N, K]`` scores of a split by `critic` (default: the one giving the estimate).
+
+        ``sharded`` in a distributed run: every rank must call it, each scores a share of the frames and
+        rank 0 alone receives the scores (the other ranks get zero rows).
+        """
+        return score_bank(critic or self.scorer, bank, neg, self.cx, self.cy, self.device, chunk, gen,
+                          sharded=sharded and self.distributed)
+
+    def _bound(self, tj: torch.Tensor, tm: torch.Tensor) -> float:
+        """The estimator's bound of scores from a sharded score_bank: NaN on the ranks that received none."""
+        return float(self.estimator.bound(tj, tm)) if self.primary else math.nan
 
     @property
     def scorer(self) -> torch.nn.Module:
@@ -224,21 +235,47 @@ class Trainer:
                 f"nats against {rep['trained_valid_nats']:.3f})")
 
     def validate(self) -> float:
-        """The trained critic's bound on the fixed validation protocol."""
+        """The trained critic's bound on the fixed validation protocol (distributed: every rank scores a share
+        and rank 0 returns the bound, the others NaN)."""
         bank, neg = self._valid_protocol
-        tj, tm = self.score_bank(bank, neg, critic=self.model)
-        return float(self.estimator.bound(tj, tm))
+        self._sync_buffers()
+        tj, tm = self.score_bank(bank, neg, critic=self.model, sharded=True)
+        return self._bound(tj, tm)
+
+    def _sync_buffers(self) -> None:
+        """Rank 0's buffers on every rank (a no-op in one process), so that all ranks score with one critic.
+
+        DistributedDataParallel keeps the parameters equal but lets each rank's forward passes update its
+        own buffers (BatchNorm statistics) until the next step broadcasts rank 0's again.
+        """
+        buffers = list(self.model.buffers()) if self.distributed else []
+        if not buffers:
+            return
+        import torch.distributed as dist
+
+        for buf in buffers:
+            # Through the CPU: the default group is gloo, whatever device the critic sits on.
+            host = buf.detach().cpu()
+            dist.broadcast(host, src=0)
+            buf.copy_(host)
 
     def _score_protocol(self, critic: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
         bank, neg = self._valid_protocol
+        # Not sharded: rank 0 alone fits and selects the reference, while the other ranks train or wait.
         return self.score_bank(bank, neg, critic=critic)
 
     # ------------------------------------------------------------------ selection
     def consider_reference(self) -> None:
-        """Select the pairing's closed-form critic unless the trained one validates higher by more than one SE."""
-        self.selection.consider(self.model, self.best_value, self.history)
-        if self.reference is not None and self.checkpoints is not None:
-            self.checkpoints.save_reference(self)
+        """Select the pairing's closed-form critic unless the trained one validates higher by more than one SE.
+
+        Distributed, every rank must call it: rank 0 alone fits and selects, and the others receive its choice
+        (they score the test split with the selected critic).
+        """
+        if self.primary:
+            self.selection.consider(self.model, self.best_value, self.history)
+            if self.reference is not None and self.checkpoints is not None:
+                self.checkpoints.save_reference(self)
+        self._share_selection()
 
     def _cannot_overtake_reference(self) -> bool:
         """True when the reference validates higher and training, at its recent pace, would not catch it up."""
@@ -260,12 +297,13 @@ class Trainer:
             self.checkpoints.save(self, which, ranks)
 
     def _shared_validation(self) -> float:
-        """The trained critic's validation bound, computed by rank 0 and the same on every rank."""
+        """The trained critic's validation bound, scored by all ranks together and the same on every rank."""
         if not self.distributed:
             return self.validate()
         from .distributed import broadcast
 
-        return float(broadcast(self.validate() if self.primary else math.nan))
+        # Every rank scores its share; only rank 0 holds all the scores, and its bound holds for all.
+        return float(broadcast(self.validate()))
 
     def _unwrap(self) -> None:
         """Free DistributedDataParallel now, while the process group it holds still exists."""
@@ -393,14 +431,32 @@ class Trainer:
         self._save("last")
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-        if self.primary:  # the other ranks have trained; rank 0 selects and estimates
-            self.consider_reference()
+        self.consider_reference()
         return self.history
+
+    def _share_selection(self) -> None:
+        """Rank 0's reference fit and selection on every rank, which all score with the selected critic."""
+        if not self.distributed:
+            return
+        from .distributed import broadcast
+
+        sel = self.selection
+        if self.primary and sel.fit is not None:
+            # Pickled through the CPU: every rank may sit on a GPU of its own.
+            sel.fit.critic.cpu()
+        sel.fit, sel.report = broadcast((sel.fit, sel.report))
+        sel.tried = True
+        if sel.fit is not None:
+            sel.fit.critic.to(self.device)
 
     # ------------------------------------------------------------------ final estimate
     @torch.no_grad()
     def estimate(self, bank: FrameBank | None = None, seed_offset: int = 3) -> dict[str, Any]:
-        """The bound on held-out frames with a bootstrap 95% interval and a permutation p-value."""
+        """The bound on held-out frames with a bootstrap 95% interval and a permutation p-value.
+
+        Distributed, every rank must call it after ``fit``: the ranks share the scoring of the test split
+        and of the bias terms; rank 0 returns the result and the other ranks an empty dict.
+        """
         bank = bank or self.test
         if bank is None:
             raise MinecliError("no test split to estimate on")
@@ -411,17 +467,24 @@ class Trainer:
         from .runtime import lean_allocations
 
         bound = self.estimator.bound
+        self._sync_buffers()
         with lean_allocations():
-            tj, tm = self.score_bank(bank, k, gen=gen)
-            value = float(bound(tj, tm))
-            units = self.resampling_units(bank, tj)
-            lo, hi, method = bootstrap_interval(bound, bank, tj, tm, self.cfg.bootstrap, gen, units)
+            tj, tm = self.score_bank(bank, k, gen=gen, sharded=True)
             n_perm = self.cfg.null_permutations
-            p_value = permutation_p(bound, self.scorer, bank, tj, tm, n_perm, self.cx, self.cy, self.device, gen, units)
+            if self.primary:
+                # The bootstrap and the permutation null stay on rank 0, which alone holds the scores; the
+                # other ranks go on to the in-sample scoring below and wait there for rank 0.
+                value = float(bound(tj, tm))
+                units = self.resampling_units(bank, tj)
+                lo, hi, method = bootstrap_interval(bound, bank, tj, tm, self.cfg.bootstrap, gen, units)
+                p_value = permutation_p(bound, self.scorer, bank, tj, tm, n_perm, self.cx, self.cy, self.device,
+                                        gen, units)
             # A generator of its own, so that the test-noise interval and the p-value are those of before.
             bias_gen = torch.Generator().manual_seed(self.cfg.seed + seed_offset + 100)
             in_sample, n_in = self.in_sample_bound(bias_gen)
             other = self.other_critic_bound(bank, bias_gen)
+            if not self.primary:
+                return {}
             ci, terms = honest_interval(value, (lo, hi), in_sample, [] if other is None else [other], n_in)
         return {"mi_nats": value, "ci95_nats": ci, "ci95_test_noise_nats": (lo, hi), "ci_terms": terms,
                 "ci_method": method, "p_value": p_value,
@@ -431,7 +494,8 @@ class Trainer:
                 "n_frames": bank.n_frames, "n_utts": bank.n_utts, "n_marginal": int(tm.numel())}
 
     def in_sample_bound(self, gen: torch.Generator, cap: int = 20_000) -> tuple[float | None, int]:
-        """The scoring critic's bound on (up to ``cap`` frames of) its own train split, and the frames used."""
+        """The scoring critic's bound on (up to ``cap`` frames of) its own train split, and the frames used
+        (distributed: scored by every rank, the bound is rank 0's and NaN elsewhere)."""
         bank = self.train
         if bank.n_utts < 2:
             return None, 0
@@ -440,17 +504,18 @@ class Trainer:
             lengths = (bank.offsets[1:] - bank.offsets[:-1])[order]
             keep = max(2, int(torch.searchsorted(torch.cumsum(lengths, 0), torch.tensor(cap), right=True)))
             bank = bank.subset_utts(torch.sort(order[:keep]).values)
-        tj, tm = self.score_bank(bank, self.est_cfg.eval_negatives, gen=gen)
-        return float(self.estimator.bound(tj, tm)), bank.n_frames
+        tj, tm = self.score_bank(bank, self.est_cfg.eval_negatives, gen=gen, sharded=True)
+        return self._bound(tj, tm), bank.n_frames
 
     def other_critic_bound(self, bank: FrameBank, gen: torch.Generator) -> float | None:
-        """The test bound of the critic that was not selected (trained or closed-form), when there was a choice."""
+        """The test bound of the critic that was not selected (trained or closed-form), when there was a choice
+        (distributed: scored by every rank, the bound is rank 0's and NaN elsewhere)."""
         fit = self.selection.fit
         if fit is None or self.reference_report is None:
             return None
         other = self.model if self.reference is not None else fit.critic
-        tj, tm = self.score_bank(bank, self.est_cfg.eval_negatives, gen=gen, critic=other)
-        return float(self.estimator.bound(tj, tm))
+        tj, tm = self.score_bank(bank, self.est_cfg.eval_negatives, gen=gen, critic=other, sharded=True)
+        return self._bound(tj, tm)
 
     def resampling_units(self, bank: FrameBank, tj: torch.Tensor) -> Units:
         """The units the interval and the null resample, from the correlation length measured on this split: of

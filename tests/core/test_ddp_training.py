@@ -51,7 +51,11 @@ def test_two_ranks_train_one_critic_and_only_rank_0_writes(corpus_config, tmp_pa
     doc = json.loads(ranks[0].stdout)
     assert doc == _results(tmp_path / "two"), "rank 0 printed what it wrote"
     assert ranks[1].stdout == ""
-    assert "rank 1/2: extraction (" in ranks[1].stderr and "training (60 steps) done" in ranks[1].stderr
+    assert "rank 1/2: extraction (" in ranks[1].stderr and "training (60 steps) and its share of the test " \
+        "scoring done" in ranks[1].stderr
+    # Step 0 validates the initial critic, the same in both runs: sharded over the two ranks, the
+    # validation protocol scores as in one process (float rounding aside; the value is about 1e-4).
+    assert doc["history"][0]["valid_mi"] == pytest.approx(single["history"][0]["valid_mi"], rel=1e-4, abs=1e-7)
     assert doc["training"]["processes"] == 2 and "processes" not in single["training"]
     assert doc["training"]["steps_run"] == single["training"]["steps_run"] == 60
     # the ranks drew other frames than the single process did: a different critic, the same quantity
