@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py                     # 1-3 minutes on 2 cores
     python benchmarks/throughput.py --steps 12000 --threads 1 2
+    python benchmarks/throughput.py --precisions bf16 --prefetch on --seeds 0
 
 The corpus is benchmarks/synthetic.py's (1024 tokens at 50 Hz vs 513-dim frames at 100 Hz, true
 MI 2.147 nats per frame). It is read through the same code as ``minecli run`` with a CSV config
@@ -9,7 +10,8 @@ MI 2.147 nats per frame). It is read through the same code as ``minecli run`` wi
 size (x embedding 32, y projection 32, critic hidden [64, 32]). Reported:
 
 - throughput: frame pairs per second and steps per second over short runs with 1 and 2 torch
-  threads (validation time excluded), and scored pairs per second (each pair plus its K negatives);
+  threads, float32 and bf16 steps, and with and without the next batch prepared in a background
+  thread (validation time excluded), and scored pairs per second (each pair plus its K negatives);
 - accuracy: a longer run validating every --validate-every steps; the wall time (loading included)
   until the validation estimate first comes within 5% of the truth, and the final test estimate;
 - the critic's multiply-adds per frame pair against the measured single-thread matmul rate, and
@@ -30,18 +32,20 @@ import _bench  # noqa: E402
 import synthetic  # noqa: E402
 
 
-def throughput_row(loaded: _bench.Loaded, steps: int, threads: int) -> dict:
+def throughput_row(loaded: _bench.Loaded, steps: int, threads: int, precision: str = "float32",
+                   prefetch: bool = False) -> dict:
     """A short run: pairs and steps per second, validation excluded."""
     import torch
 
     # reference off: these rows time training steps, and the closed-form fit is not one
     trainer = _bench.make_trainer(loaded, steps=steps, validate_every=steps, threads=threads,
-                                  critic={"reference": False})
+                                  precision=precision, prefetch=prefetch, critic={"reference": False})
     fit = _bench.timed_fit(trainer)
     train_s = fit.wall - fit.valid_seconds
     k = trainer.est_cfg.n_negatives
     pairs = steps * trainer.pairs_per_step
-    return {"threads": torch.get_num_threads(), "steps": steps, "batch": f"{trainer.cfg.batch_size}x"
+    return {"threads": torch.get_num_threads(), "precision": trainer.precision, "prefetch": "yes" if prefetch else "no",
+            "steps": steps, "batch": f"{trainer.cfg.batch_size}x"
             f"{trainer.cfg.segment_length}", "k": k, "train_s": train_s, "pairs_s": pairs / train_s,
             "steps_s": steps / train_s, "scored_s": pairs * (1 + k) / train_s}
 
@@ -66,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one accuracy run per training seed")
     ap.add_argument("--throughput-steps", type=int, default=300, help="steps of each throughput run")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to time")
+    ap.add_argument("--precisions", nargs="+", choices=["float32", "bf16"], default=["float32", "bf16"],
+                    help="training.precision of the throughput runs")
+    ap.add_argument("--prefetch", choices=["off", "on", "both"], default="both",
+                    help="throughput runs without and/or with the next batch prepared in a background thread")
     ap.add_argument("--batch-size", type=int, default=64, help="segments per step")
     ap.add_argument("--segment-length", type=int, default=50, help="frames per segment")
     ap.add_argument("--negatives", type=int, default=4, help="marginal samples per pair in training")
@@ -85,9 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"loaded the corpus in {loaded.seconds:.1f} s", file=sys.stderr)
 
     rows = []
-    for threads in args.threads:
-        print(f"throughput with {threads} thread(s) ...", file=sys.stderr)
-        rows.append(throughput_row(loaded, args.throughput_steps, threads))
+    prefetch = {"off": [False], "on": [True], "both": [False, True]}[args.prefetch]
+    for precision in args.precisions:
+        for threads in args.threads:
+            for ahead in prefetch:
+                print(f"throughput: {precision}, {threads} thread(s), prefetch {'on' if ahead else 'off'} ...",
+                      file=sys.stderr)
+                rows.append(throughput_row(loaded, args.throughput_steps, threads, precision, ahead))
 
     tol = 0.05 * truth.mi_nats
     acc_rows, curves = [], []
@@ -112,12 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     flops_pair = 2 * macs["train"]
     limit = gf_square * 1e9 / flops_pair
 
-    head = ["torch threads", "batch (segments x frames)", "negatives K", "steps", "train s", "pairs/s", "steps/s",
-            "scored pairs/s"]
-    table = _bench.md_table(head, [[r["threads"], r["batch"], r["k"], r["steps"], f"{r['train_s']:.1f}",
-                                    f"{r['pairs_s']:,.0f}", f"{r['steps_s']:.1f}", f"{r['scored_s']:,.0f}"]
-                                   for r in rows])
-    one = next((r for r in rows if r["threads"] == 1), rows[0])
+    head = ["precision", "torch threads", "prefetch", "batch (segments x frames)", "negatives K", "steps", "train s",
+            "pairs/s", "steps/s", "scored pairs/s"]
+    table = _bench.md_table(head, [[r["precision"], r["threads"], r["prefetch"], r["batch"], r["k"], r["steps"],
+                                    f"{r['train_s']:.1f}", f"{r['pairs_s']:,.0f}", f"{r['steps_s']:.1f}",
+                                    f"{r['scored_s']:,.0f}"] for r in rows])
+    one = next((r for r in rows if r["threads"] == 1 and r["precision"] == "float32" and r["prefetch"] == "no"),
+               rows[0])
     acc = _bench.md_table(
         ["seed", "truth nats", "steps", "load s", "train wall s", "first valid within 5% (step, wall s incl. load)",
          "best valid nats", "test nats", "test error", "test within 5%", "test estimate from"], acc_rows)
