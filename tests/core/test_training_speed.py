@@ -16,7 +16,7 @@ from minecli.core.runtime import training_threads
 from minecli.core.spec import StreamSpec
 from minecli.core.trainer import CriticConfig, EstimatorConfig, TrainConfig, Trainer
 
-FAST = dict(progress=False, null_permutations=0, bootstrap=20, validate_every=50, baseline=False)
+FAST = dict(progress=False, null_permutations=0, bootstrap=20, validate_every=50, baseline=False, device="cpu")
 NEURAL = {"critic": {"reference": False}}
 
 
@@ -43,7 +43,7 @@ def _trainer(steps: int = 30, **training) -> Trainer:
     xs, ys = _utterances()
     banks = [FrameBank.from_lists(xs[a:b], ys[a:b]) for a, b in ((0, 28), (28, 34), (34, 40))]
     cfg = dict(steps=steps, batch_size=8, segment_length=16, validate_every=10, progress=False,
-               early_stopping_patience=None, bootstrap=20, null_permutations=0)
+               early_stopping_patience=None, bootstrap=20, null_permutations=0, device="cpu")
     return Trainer(StreamSpec("index", 1.0, vocab_size=16), StreamSpec("float", 1.0, dim=6), *banks,
                    context_x=3, context_y=3, critic=CriticConfig(hidden_dims=[16, 16], reference=False),
                    estimator=EstimatorConfig(n_negatives=2, eval_negatives=4),
@@ -99,6 +99,18 @@ def test_bf16_steps_run_their_matrix_products_in_bf16_and_keep_float32_weights()
     with autocast("bf16", tr.device):
         tj32, tm32 = tr.model(x, y.float(), neg)
     assert torch.equal(tj, tj32) and torch.equal(tm, tm32)
+
+
+def test_bf16_batches_from_the_bf16_copy_equal_those_cast_after_gathering(monkeypatch):
+    from minecli.core import trainer as trainer_module
+
+    copied = _trainer(precision="bf16")
+    assert copied._train_frames["y"].dtype == torch.bfloat16
+    monkeypatch.setattr(trainer_module, "BF16_COPY_MAX_BYTES", 0)  # a train split too large to copy
+    cast = _trainer(precision="bf16")
+    assert cast._train_frames["y"].dtype == torch.float32
+    for a, b in zip(copied._training_batch(), cast._training_batch()):
+        assert a.dtype == b.dtype and torch.equal(a, b)
 
 
 def test_a_float32_run_prepares_float32_batches():
