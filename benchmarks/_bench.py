@@ -235,14 +235,14 @@ def critic_macs(model: Any, n_negatives: int) -> dict[str, int]:
             "per_scored_pair": int(sum(per_pair) + hidden)}
 
 
-def matmul_gflops(m: int, k: int, n: int, seconds: float = 1.5, threads: int = 1) -> float:
-    """Measured float32 matmul rate of torch for [m, k] @ [k, n] on this many threads, GFLOP/s."""
+def matmul_gflops(m: int, k: int, n: int, seconds: float = 1.5, threads: int = 1, dtype: Any = None) -> float:
+    """Measured matmul rate of torch for [m, k] @ [k, n] on this many threads (float32 unless `dtype`), GFLOP/s."""
     import torch
 
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a, b = torch.randn(m, k), torch.randn(k, n)
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
         for _ in range(3):
             a @ b
         reps, t0 = 0, time.perf_counter()

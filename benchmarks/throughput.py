@@ -3,6 +3,7 @@
     python benchmarks/throughput.py                     # 1-3 minutes on 2 cores
     python benchmarks/throughput.py --steps 12000 --threads 1 2
     python benchmarks/throughput.py --no-accuracy --processes 1 2 --no-save   # throughput rows only
+    python benchmarks/throughput.py --precisions bf16 --prefetch on --seeds 0
 
 The corpus is benchmarks/synthetic.py's (1024 tokens at 50 Hz vs 513-dim frames at 100 Hz, true
 MI 2.147 nats per frame). It is read through the same code as ``minecli run`` with a CSV config
@@ -10,7 +11,8 @@ MI 2.147 nats per frame). It is read through the same code as ``minecli run`` wi
 size (x embedding 32, y projection 32, critic hidden [64, 32]). Reported:
 
 - throughput: frame pairs per second and steps per second over short runs with 1 and 2 torch
-  threads (validation time excluded), and scored pairs per second (each pair plus its K negatives);
+  threads, float32 and bf16 steps, and with and without the next batch prepared in a background
+  thread (validation time excluded), and scored pairs per second (each pair plus its K negatives);
 - the same short run in 1 process and under torchrun in 2 gloo processes of one thread each
   (benchmarks/throughput_ranks.py), at the same global batch: each rank draws half the segments;
 - accuracy: a longer run validating every --validate-every steps; the wall time (loading included)
@@ -37,18 +39,20 @@ import _bench  # noqa: E402
 import synthetic  # noqa: E402
 
 
-def throughput_row(loaded: _bench.Loaded, steps: int, threads: int) -> dict:
+def throughput_row(loaded: _bench.Loaded, steps: int, threads: int, precision: str = "float32",
+                   prefetch: bool = False) -> dict:
     """A short run: pairs and steps per second, validation excluded."""
     import torch
 
     # reference off: these rows time training steps, and the closed-form fit is not one
     trainer = _bench.make_trainer(loaded, steps=steps, validate_every=steps, threads=threads,
-                                  critic={"reference": False})
+                                  precision=precision, prefetch=prefetch, critic={"reference": False})
     fit = _bench.timed_fit(trainer)
     train_s = fit.wall - fit.valid_seconds
     k = trainer.est_cfg.n_negatives
     pairs = steps * trainer.pairs_per_step
-    return {"threads": torch.get_num_threads(), "steps": steps, "batch": f"{trainer.cfg.batch_size}x"
+    return {"threads": torch.get_num_threads(), "precision": trainer.precision, "prefetch": "yes" if prefetch else "no",
+            "steps": steps, "batch": f"{trainer.cfg.batch_size}x"
             f"{trainer.cfg.segment_length}", "k": k, "train_s": train_s, "pairs_s": pairs / train_s,
             "steps_s": steps / train_s, "scored_s": pairs * (1 + k) / train_s}
 
@@ -104,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--processes", type=int, nargs="+", default=[1, 2],
                     help="process counts to time (one thread each; torchrun with gloo for more than one)")
     ap.add_argument("--no-accuracy", action="store_true", help="time the throughput rows only")
+    ap.add_argument("--precisions", nargs="+", choices=["float32", "bf16"], default=["float32", "bf16"],
+                    help="training.precision of the throughput runs")
+    ap.add_argument("--prefetch", choices=["off", "on", "both"], default="both",
+                    help="throughput runs without and/or with the next batch prepared in a background thread")
     ap.add_argument("--batch-size", type=int, default=64, help="segments per step")
     ap.add_argument("--segment-length", type=int, default=50, help="frames per segment")
     ap.add_argument("--negatives", type=int, default=4, help="marginal samples per pair in training")
@@ -123,9 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"loaded the corpus in {loaded.seconds:.1f} s", file=sys.stderr)
 
     rows = []
-    for threads in args.threads:
-        print(f"throughput with {threads} thread(s) ...", file=sys.stderr)
-        rows.append(throughput_row(loaded, args.throughput_steps, threads))
+    prefetch = {"off": [False], "on": [True], "both": [False, True]}[args.prefetch]
+    for precision in args.precisions:
+        for threads in args.threads:
+            for ahead in prefetch:
+                print(f"throughput: {precision}, {threads} thread(s), prefetch {'on' if ahead else 'off'} ...",
+                      file=sys.stderr)
+                rows.append(throughput_row(loaded, args.throughput_steps, threads, precision, ahead))
     proc_rows = []
     for processes in args.processes:
         print(f"throughput in {processes} process(es) of one thread ...", file=sys.stderr)
@@ -154,12 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     flops_pair = 2 * macs["train"]
     limit = gf_square * 1e9 / flops_pair
 
-    head = ["torch threads", "batch (segments x frames)", "negatives K", "steps", "train s", "pairs/s", "steps/s",
-            "scored pairs/s"]
-    table = _bench.md_table(head, [[r["threads"], r["batch"], r["k"], r["steps"], f"{r['train_s']:.1f}",
-                                    f"{r['pairs_s']:,.0f}", f"{r['steps_s']:.1f}", f"{r['scored_s']:,.0f}"]
-                                   for r in rows])
-    one = next((r for r in rows if r["threads"] == 1), rows[0])
+    head = ["precision", "torch threads", "prefetch", "batch (segments x frames)", "negatives K", "steps", "train s",
+            "pairs/s", "steps/s", "scored pairs/s"]
+    table = _bench.md_table(head, [[r["precision"], r["threads"], r["prefetch"], r["batch"], r["k"], r["steps"],
+                                    f"{r['train_s']:.1f}", f"{r['pairs_s']:,.0f}", f"{r['steps_s']:.1f}",
+                                    f"{r['scored_s']:,.0f}"] for r in rows])
+    one = next((r for r in rows if r["threads"] == 1 and r["precision"] == "float32" and r["prefetch"] == "no"),
+               rows[0])
     single = next((r for r in proc_rows if r["processes"] == 1), None)
     procs = _bench.md_table(
         ["processes (1 thread each)", "batch per process", "global batch", "steps", "train s", "pairs/s", "steps/s",
@@ -176,6 +189,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"([{plain.pairs_per_step}, 513] @ [513, 32], the y projection). Limit at the 1024^3 rate: "
                 f"{limit:,.0f} pairs/s; measured 1 thread: {one['pairs_s']:,.0f} pairs/s = "
                 f"{one['pairs_s'] / limit:.0%} of it.")
+    fast = [r for r in rows if r["threads"] == 1 and r["precision"] == "bf16"]
+    if fast:
+        import torch
+
+        gf_bf16 = _bench.matmul_gflops(1024, 1024, 1024, dtype=torch.bfloat16)
+        best = max(fast, key=lambda r: r["pairs_s"])
+        limit16 = gf_bf16 * 1e9 / flops_pair
+        work_txt += (f" Measured single-thread bfloat16 matmul: {gf_bf16:.1f} GFLOP/s (1024^3), a limit of "
+                     f"{limit16:,.0f} pairs/s; the fastest 1-thread bf16 run (prefetch {best['prefetch']}): "
+                     f"{best['pairs_s']:,.0f} pairs/s = {best['pairs_s'] / limit16:.0%} of it, "
+                     f"{best['pairs_s'] / limit:.0%} of the float32 limit.")
     body = (f"Synthetic corpus (benchmarks/synthetic.py), model: x embedding {_bench.MODEL['x_embedding_dim']}, y "
             f"projection {_bench.MODEL['y_proj_dim']}, critic {_bench.MODEL['hidden_dims']}, mine estimator, lr "
             f"{args.lr} cosine, 64 negatives for validation/test. Machine: {_bench.machine()}. Load average "

@@ -219,6 +219,7 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
                     permutation_unit=final["permutation_unit"],
                     correlation_length_frames=final["correlation_length_frames"],
                     pairs_per_second=sum(t.step * t.pairs_per_step for t, _, _ in fits) / max(train_s, 1e-9),
+                    precision=trainer.precision,
                     folds=[{"mi_nats": f["mi_nats"], "ci95_nats": list(f["ci95_nats"]),
                             "ci95_test_noise_nats": list(f["ci95_test_noise_nats"]), "n_test_frames": n,
                             "best_step": t.best_step, "steps_run": t.step, "critic": t.describe_critic()}

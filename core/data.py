@@ -109,7 +109,7 @@ class FrameBank:
 
     def gather(self, frames: torch.Tensor, cx: int, cy: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Context windows of x and y around `frames`: ``[B, cx, wx]`` and ``[B, cy, wy]``."""
-        return self.x[self.windows(frames, cx)], self.y[self.windows(frames, cy)]
+        return take_rows(self.x, self.windows(frames, cx)), take_rows(self.y, self.windows(frames, cy))
 
     def sample_segments(self, gen: torch.Generator, n_segments: int, length: int) -> torch.Tensor:
         """Frame indices ``[n_segments * length]`` of random crops anywhere inside utterances."""
@@ -134,6 +134,12 @@ class FrameBank:
         r = (torch.rand(frames.shape[0], k, generator=gen) * pool[:, None].to(torch.float64)).long()
         r = torch.minimum(r, pool[:, None] - 1)
         return torch.where(r >= start[:, None], r + own[:, None], r)
+
+
+def take_rows(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``t[idx]`` for row indices `idx` of any shape: ``[*idx.shape, *t.shape[1:]]``."""
+    # index_select copies whole rows; advanced indexing goes element by element, 4-7x slower on the CPU.
+    return t.index_select(0, idx.reshape(-1)).view(*idx.shape, *t.shape[1:])
 
 
 def _as_2d(a: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -60,7 +60,8 @@ def summary_text(doc: dict[str, Any]) -> str:
     tr = doc["training"]
     dropped = doc["pairs_dropped"]
     lines.append(f"  training: {tr['steps_run']} steps, best at {tr['best_step']} (valid {tr['best_valid_mi_nats']:.4f}), "
-                 f"{'stopped early' if tr['stopped_early'] else 'ran to the end'}, {tr['pairs_per_second']:.0f} pairs/s")
+                 f"{'stopped early' if tr['stopped_early'] else 'ran to the end'}, {tr['pairs_per_second']:.0f} pairs/s"
+                 + _arithmetic(tr))
     lines.append(f"  frames train/valid/test: {doc['frames']['train']}/{doc['frames']['valid']}/{doc['frames']['test']}; "
                  f"utterances dropped by pairing: {dropped['train']}/{dropped['valid']}/{dropped['test']}")
     lines.append(f"  time: {doc['time_seconds']['total']:.1f} s (extraction {doc['time_seconds']['extraction']:.1f} s, "
@@ -70,6 +71,16 @@ def summary_text(doc: dict[str, Any]) -> str:
     for w in doc.get("warnings") or []:
         lines.append(f"  WARNING: {w}")
     return "\n".join(lines)
+
+
+def _arithmetic(tr: dict[str, Any]) -> str:
+    """How the training steps ran, when the results say (those written before did not)."""
+    if not tr.get("precision"):
+        return ""
+    threads = tr.get("threads")
+    where = f" on {tr['device']}" if tr.get("device") else ""
+    return (f" ({tr['precision']} steps{where}" + (f", {threads} thread{'s' * (threads != 1)}" if threads else "")
+            + "; scored in float32)")
 
 
 def _units_lines(doc: dict[str, Any], lo: float, hi: float) -> list[str]:

@@ -34,6 +34,8 @@ class MIResult:
     baseline: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     pairs_per_second: float = 0.0
+    #: the arithmetic of the training steps, 'float32' or 'bf16' (the estimate is scored in float32 either way)
+    precision: str = "float32"
     critic: str = ""
     reference: dict[str, Any] | None = None
     folds: list[dict[str, Any]] = field(default_factory=list)

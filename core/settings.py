@@ -91,7 +91,18 @@ class TrainConfig:
     min_steps: int = param(500, help="never stop early before this many steps")
     seed: int = param(0, help="random seed (initialisation, sampling, validation protocol)")
     device: str = param("auto", help="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'")
-    threads: int | None = param(1, help="torch CPU threads; 1 is fastest for small critics on few cores (null: torch default)")
+    threads: int | Literal["auto"] | None = param(
+        "auto", help="torch CPU threads for training; auto (or null): one per 0.5 GFLOP of a step, at most the idle "
+                     "CPUs less one for preparing batches and at most OMP_NUM_THREADS when set (1 on a GPU); a "
+                     "busy core makes every extra thread wait, so on 2 cores auto is 1")
+    precision: Literal["auto", "float32", "bf16"] = param(
+        "auto", help="arithmetic of training steps: bf16 runs the heads' and the critic's matrix products in bfloat16 "
+                     "(weights, optimiser, bound and loss stay float32); auto: bf16 on a CPU with AVX512-BF16 or AMX "
+                     "and on a CUDA device with native bf16, else float32. Validation and every reported number are "
+                     "scored in float32 either way")
+    prefetch: bool | Literal["auto"] = param(
+        "auto", help="prepare the next batch in a background thread while a step runs (the same batches as without, "
+                     "so the same results); auto: on a GPU, or when a CPU beyond the training threads is idle")
     bootstrap: int = param(400, help="bootstrap resamples for the confidence interval")
     null_permutations: int = param(99, help="shuffled pairings for the permutation p-value (0: skip)")
     progress: bool = param(True, help="show progress bars on stderr")
@@ -110,3 +121,11 @@ class TrainConfig:
             raise ValueError(f"training.steps must be at least 1, not {self.steps}")
         if self.epochs is not None and self.epochs <= 0:
             raise ValueError(f"training.epochs must be positive, not {self.epochs}")
+        if self.threads is not None and self.threads != "auto" and (isinstance(self.threads, bool)
+                                                                    or not isinstance(self.threads, int)
+                                                                    or self.threads < 1):
+            raise ValueError(f"training.threads must be a positive number of threads or auto, not {self.threads!r}")
+        if not isinstance(self.prefetch, bool) and self.prefetch != "auto":
+            raise ValueError(f"training.prefetch must be true, false or auto, not {self.prefetch!r}")
+        if self.precision not in ("auto", "float32", "bf16"):
+            raise ValueError(f"training.precision must be auto, float32 or bf16, not {self.precision!r}")
