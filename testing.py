@@ -104,6 +104,14 @@ class _ImportWatch:
         self.seen |= new & self.libraries
 
 
+def gaussian_pair(n: int, d: int, rho: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+    """n samples of x, y in R^d with correlation rho per dimension pair, and their MI in nats."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    y = (rho * x + math.sqrt(1 - rho**2) * rng.standard_normal((n, d))).astype(np.float32)
+    return x, y, -0.5 * d * math.log(1 - rho**2)
+
+
 def ar1_frames(n: int, tau: float, rng: np.random.Generator, d: int = 2) -> np.ndarray:
     """AR(1) frames ``[n, d]`` with unit variance whose autocorrelation is exp(-lag / tau): serially
     correlated features with a known correlation length, for tests of resampling and splits."""
@@ -404,4 +412,5 @@ def _same(a: "torch.Tensor", b: "torch.Tensor") -> bool:
     return bool(torch.allclose(a, b, rtol=1e-4, atol=1e-4 * scale)) and math.isfinite(scale)
 
 
-__all__ = ["ExtractorReport", "MODEL_LIBRARIES", "ar1_frames", "check_extractor", "invoke_cli", "make_chirp"]
+__all__ = ["ExtractorReport", "MODEL_LIBRARIES", "ar1_frames", "check_extractor", "gaussian_pair", "invoke_cli",
+           "make_chirp"]

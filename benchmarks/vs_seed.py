@@ -99,7 +99,7 @@ def run_minecli(loaded: _bench.Loaded, args: argparse.Namespace, threads: int, p
     fit = _bench.timed_fit(trainer)
     timed = fit.wall - fit.valid_seconds
     return {"pairs_s": args.steps * trainer.pairs_per_step / timed, "timed_s": timed,
-            "precision": getattr(trainer, "precision_name", getattr(trainer.cfg, "precision", "float32"))}
+            "precision": getattr(trainer, "precision", "float32")}
 
 
 def has_precision() -> bool:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import minecli
+from minecli.testing import gaussian_pair
 from minecli.core.data import FrameBank
 from minecli.core.errors import MinecliError
 from minecli.core.spec import StreamSpec
@@ -19,15 +20,10 @@ FAST = dict(progress=False, null_permutations=0, bootstrap=100, validate_every=5
 NEURAL = {"critic": {"reference": False}}
 
 
-def _gaussian(n: int, d: int, rho: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, d)).astype(np.float32)
-    y = (rho * x + math.sqrt(1 - rho**2) * rng.standard_normal((n, d))).astype(np.float32)
-    return x, y, -0.5 * d * math.log(1 - rho**2)
 
 
 def test_gaussian_estimate_is_close_to_truth():
-    x, y, truth = _gaussian(8000, 2, 0.8)  # truth 1.022 nats
+    x, y, truth = gaussian_pair(8000, 2, 0.8)  # truth 1.022 nats
     r = minecli.estimate_mi(x, y, hidden_dims=[64, 64], steps=800, seed=0, **FAST, **NEURAL)
     # 1,600 test samples give a bootstrap SE near 0.03 nats; a trained lower bound may sit a few
     # percent low. 0.1 nats is about 3 SE plus 5% of the truth.
@@ -115,7 +111,7 @@ def test_index_ids_outside_vocab_are_a_clear_error():
 
 
 def _small_trainer(tmp_path, steps=60):
-    x, y, _ = _gaussian(3000, 2, 0.7, seed=2)
+    x, y, _ = gaussian_pair(3000, 2, 0.7, seed=2)
     banks = [FrameBank.from_arrays(x[s], y[s]) for s in (slice(0, 2000), slice(2000, 2500), slice(2500, 3000))]
     spec = StreamSpec("float", 1.0, dim=2)
     return Trainer(spec, spec, *banks, critic=CriticConfig(hidden_dims=[16, 16]),
@@ -167,7 +163,7 @@ def test_best_checkpoint_holds_the_best_validation_state(tmp_path):
 
 
 def test_same_seed_same_number():
-    x, y, _ = _gaussian(2000, 2, 0.6, seed=4)
+    x, y, _ = gaussian_pair(2000, 2, 0.6, seed=4)
     a = minecli.estimate_mi(x, y, hidden_dims=[16], steps=100, seed=7, baseline=False, **FAST)
     b = minecli.estimate_mi(x, y, hidden_dims=[16], steps=100, seed=7, baseline=False, **FAST)
     assert a.mi_nats == b.mi_nats and a.ci95_nats == b.ci95_nats

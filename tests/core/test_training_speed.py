@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import minecli
+from minecli.testing import gaussian_pair
 from minecli.core.data import FrameBank
 from minecli.core.errors import MinecliError
 from minecli.core.precision import autocast, resolve_precision
@@ -20,11 +21,6 @@ FAST = dict(progress=False, null_permutations=0, bootstrap=20, validate_every=50
 NEURAL = {"critic": {"reference": False}}
 
 
-def _gaussian(n: int, d: int, rho: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, d)).astype(np.float32)
-    y = (rho * x + math.sqrt(1 - rho**2) * rng.standard_normal((n, d))).astype(np.float32)
-    return x, y, -0.5 * d * math.log(1 - rho**2)
 
 
 def _utterances(n_utts: int = 40, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -52,7 +48,7 @@ def _trainer(steps: int = 30, **training) -> Trainer:
 
 # ----------------------------------------------------------------------------- precision
 def test_bf16_training_gives_a_finite_estimate_close_to_float32():
-    x, y, truth = _gaussian(4000, 2, 0.8)  # truth 1.022 nats
+    x, y, truth = gaussian_pair(4000, 2, 0.8)  # truth 1.022 nats
     runs = {p: minecli.estimate_mi(x, y, hidden_dims=[32, 32], steps=300, seed=0, precision=p, **FAST, **NEURAL)
             for p in ("float32", "bf16")}
     assert runs["float32"].precision == "float32" and runs["bf16"].precision == "bf16"
