@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument("--normalization", default="standard", help="float-stream normalisation for every pair")
     ap.add_argument("--auto-only", action="store_true", help="only the default (auto) critic forms")
+    ap.add_argument("--precision", default="auto", choices=["auto", "float32", "bf16"],
+                    help="training.precision of every run")
     args = ap.parse_args(argv)
     float_forms = [f for f in FLOAT_FORMS if f[0].startswith("auto")] if args.auto_only else FLOAT_FORMS
     token_forms = [f for f in TOKEN_FORMS if f[0].startswith("auto")] if args.auto_only else TOKEN_FORMS
@@ -94,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     for task, (x, y) in pairs.items():
         for label, critic, hidden in float_forms:
             t0 = time.perf_counter()
-            extra = {"hidden_dims": hidden} if hidden is not None else {}
+            extra = {"hidden_dims": hidden, "precision": args.precision} if hidden is not None else {
+                "precision": args.precision}
             r = minecli.estimate_mi(x, y, seed=args.seed, progress=False, baseline=False, critic=critic,
                                     normalization=args.normalization, **extra)
             rows.append([task, label, r.critic, f"{r.mi_nats:.3f}", f"[{r.ci95_nats[0]:.3f}, {r.ci95_nats[1]:.3f}]",
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     loaded = _bench.load(phone_config(Path("/tmp") / "minecli-critic-forms", args.normalization))
     for label, critic in token_forms:
         t0 = time.perf_counter()
-        trainer = _bench.make_trainer(loaded, critic=critic, seed=args.seed)
+        trainer = _bench.make_trainer(loaded, critic=critic, seed=args.seed, precision=args.precision)
         trainer.fit()
         est = trainer.estimate()
         rows.append(["phones vs log-mel, context 1 (demo audio)", label, trainer.describe_critic(),
@@ -115,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     table = _bench.md_table(["pair", "critic option", "critic used", "test nats", "95% CI", "best/run steps",
                              "seconds"], rows)
     frames = {name: sum(len(a) for a in x) for name, (x, _) in pairs.items()}
-    body = (f"Seed {args.seed}, normalization {args.normalization}, 1 torch thread, estimate_mi defaults otherwise (float pairs: split by utterance "
+    body = (f"Seed {args.seed}, normalization {args.normalization}, training precision {args.precision}, 1 torch thread, "
+            f"estimate_mi defaults otherwise (float pairs: split by utterance "
             f"70/10/20; frames {frames}); phones: the demo's filelists and training settings at context 1.\n\n"
             f"{table}\n")
     _bench.publish("critic forms on real speech", "critic_forms.py", argv, body, save=not args.no_write)
