@@ -11,6 +11,11 @@ import torch
 from .errors import MinecliError
 
 PRECISIONS = ("auto", "float32", "bf16")
+# auto trains in bf16 only when a float stream's window is this wide: there the first layer's matrix
+# product is most of a step and bf16 runs it 2.5x faster (513 x 3 values: 124k -> 308k pairs/s). On
+# narrow real-speech features it bought less and cost accuracy: MFCC (13 dims) t vs t+30 ms came out
+# 0.15 nats (5%) lower than in float32 at two seeds, while log-mel and mel bands moved by -0.04..+0.09.
+BF16_MIN_WIDTH = 512
 # CPU flags of native bfloat16 dot products: without them torch emulates bf16 matmuls, slower than float32.
 FAST_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -36,12 +41,13 @@ def device_has_fast_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and cpu_has_fast_bf16()
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """'float32' or 'bf16' for training.precision `name` on `device` (auto: bf16 where it is native)."""
+def resolve_precision(name: str, device: torch.device, float_width: int = BF16_MIN_WIDTH) -> str:
+    """'float32' or 'bf16' for training.precision `name` on `device`; auto: bf16 where it is native and a
+    float stream's window (dim x context frames) is at least BF16_MIN_WIDTH values wide."""
     if name not in PRECISIONS:
         raise MinecliError(f"training.precision must be auto, float32 or bf16, not {name!r}")
     if name == "auto":
-        return "bf16" if device_has_fast_bf16(device) else "float32"
+        return "bf16" if device_has_fast_bf16(device) and float_width >= BF16_MIN_WIDTH else "float32"
     if name == "bf16" and device.type == "cuda" and not device_has_fast_bf16(device):
         raise MinecliError(f"training.precision is bf16 but {device} has no native bfloat16; use float32 or auto")
     return name

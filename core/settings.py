@@ -98,7 +98,8 @@ class TrainConfig:
     precision: Literal["auto", "float32", "bf16"] = param(
         "auto", help="arithmetic of training steps: bf16 runs the heads' and the critic's matrix products in bfloat16 "
                      "(weights, optimiser, bound and loss stay float32); auto: bf16 on a CPU with AVX512-BF16 or AMX "
-                     "and on a CUDA device with native bf16, else float32. Validation and every reported number are "
+                     "and on a CUDA device with native bf16 when a float stream's window is at least 512 values "
+                     "wide, else float32. Validation and every reported number are "
                      "scored in float32 either way")
     prefetch: bool | Literal["auto"] = param(
         "auto", help="prepare the next batch in a background thread while a step runs (the same batches as without, "

@@ -145,7 +145,8 @@ class Trainer:
             raise MinecliError("the valid split needs at least two utterances (marginals come from other utterances)")
         self.device = resolve_device(self.cfg.device)
         #: 'float32' or 'bf16': the arithmetic of training steps (scoring is float32 either way)
-        self.precision = resolve_precision(self.cfg.precision, self.device)
+        widths = [int(spec.dim or 0) * c for spec, c in ((spec_x, self.cx), (spec_y, self.cy)) if spec.kind == "float"]
+        self.precision = resolve_precision(self.cfg.precision, self.device, max(widths, default=0))
         torch.manual_seed(self.cfg.seed)
         self.model = build_critic(spec_x, spec_y, self.cx, self.cy, self.head_x, self.head_y, self.critic_cfg).to(self.device)
         #: torch CPU threads of the training steps, and whether the next batch is prepared while a step runs

@@ -120,6 +120,10 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
     assert resolve_precision("auto", cpu) == "bf16"
+    # narrow float windows train in float32 under auto (bf16 cost accuracy there); an explicit bf16 holds
+    assert resolve_precision("auto", cpu, float_width=13) == "float32"
+    assert resolve_precision("auto", cpu, float_width=513 * 3) == "bf16"
+    assert resolve_precision("bf16", cpu, float_width=13) == "bf16"
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
     assert resolve_precision("auto", cpu) == "float32"
     assert resolve_precision("bf16", cpu) == "bf16"  # asked for: emulated, slower, but it runs
