@@ -384,10 +384,11 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
         edge = (math.sqrt(seen) + math.sqrt(d)) ** 2 / n
         differs = bool(((b > floor) & (b <= edge)).any()) and bool((b > edge).any())
         rules = [("floor", b > floor)] + ([("edge", b > edge)] if differs else [])
-        if float((b - floor).mean()) > 0:
+        pooled = float((b - floor).mean())
+        if pooled > 0:
             rules.append(("pooled", torch.ones_like(b, dtype=torch.bool)))
         for rule, keep in rules:
-            tau2 = b - floor if rule != "pooled" else torch.full_like(b, float((b - floor).mean()))
+            tau2 = b - floor if rule != "pooled" else torch.full_like(b, pooled)
             if not bool(keep.any()):
                 keep = b == b.max()
                 tau2 = b.clamp_min(1e-12)

@@ -31,24 +31,47 @@ def score_bank(critic: torch.nn.Module, bank: FrameBank, neg: torch.Tensor | int
         return _score_sharded(critic, bank, neg, cx, cy, device, chunk, gen)
     was_training = critic.training
     critic.eval()
-    ay_parts = []
-    for s in range(0, bank.n_frames, chunk):
-        frames = torch.arange(s, min(s + chunk, bank.n_frames))
-        y = bank.y[bank.windows(frames, cy)]
-        ay_parts.append(critic.encode_y(y.to(device)))
-    ay = torch.cat(ay_parts)
-    tj_parts, tm_parts = [], []
+    ay = _encode_y(critic, bank, cy, device, chunk, 0, bank.n_frames)
+    tj, tm = _score_rows(critic, bank, neg, cx, ay, device, chunk, gen, 0, bank.n_frames)
+    critic.train(was_training)
+    return tj, tm
+
+
+def _encode_y(critic: torch.nn.Module, bank: FrameBank, cy: int, device: torch.device, chunk: int, lo: int,
+              hi: int) -> torch.Tensor:
+    """The critic's y encodings of frames [lo, hi), chunk by chunk."""
+    parts = [critic.encode_y(bank.y[bank.windows(torch.arange(s, min(s + chunk, hi)), cy)].to(device))
+             for s in range(lo, hi, chunk)]
+    if not parts:  # a share of no frames (fewer frames than ranks): one frame's encoding gives shape and dtype
+        parts.append(critic.encode_y(bank.y[bank.windows(torch.arange(1), cy)].to(device))[:0])
+    return torch.cat(parts)
+
+
+def _score_rows(critic: torch.nn.Module, bank: FrameBank, neg: torch.Tensor | int, cx: int, ay: torch.Tensor,
+                device: torch.device, chunk: int, gen: torch.Generator | None, lo: int,
+                hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joint ``[hi - lo]`` and marginal ``[hi - lo, K]`` scores of frames [lo, hi) against the encodings `ay` of
+    every frame.
+
+    Drawn negatives are drawn for every chunk of the whole split, whatever the share, so that each frame
+    gets the negatives (and `gen` the state) of a single process that scores them all.
+    """
+    n = bank.n_frames
     k = neg if isinstance(neg, int) else neg.shape[1]
     rows = max(1, chunk // max(1, k))
-    for s in range(0, bank.n_frames, rows):
-        frames = torch.arange(s, min(s + rows, bank.n_frames))
-        x = bank.x[bank.windows(frames, cx)]
-        ax = critic.encode_x(x.to(device))
-        nf = bank.other_utterance_frames(gen, frames, k) if isinstance(neg, int) else neg[frames]
+    tj_parts, tm_parts = [torch.zeros(0)], [torch.zeros(0, k)]
+    for s in range(0, n, rows) if isinstance(neg, int) else range(lo, hi, rows):
+        e = min(s + rows, n)
+        drawn = bank.other_utterance_frames(gen, torch.arange(s, e), k) if isinstance(neg, int) else None
+        a, b = max(s, lo), min(e, hi)
+        if a >= b:
+            continue
+        frames = torch.arange(a, b)
+        nf = neg[frames] if drawn is None else drawn[a - s: b - s]
+        ax = critic.encode_x(bank.x[bank.windows(frames, cx)].to(device))
         tj, tm = critic.score_negatives(ax, ay[frames.to(device)], ay, nf.to(device))
         tj_parts.append(tj.float().cpu())
         tm_parts.append(tm.float().cpu())
-    critic.train(was_training)
     return torch.cat(tj_parts), torch.cat(tm_parts)
 
 
@@ -89,33 +112,12 @@ def _score_sharded(critic: torch.nn.Module, bank: FrameBank, neg: torch.Tensor |
     k = neg if isinstance(neg, int) else neg.shape[1]
     was_training = critic.training
     critic.eval()
-    ay_parts = []
-    for s in range(lo, hi, chunk):
-        frames = torch.arange(s, min(s + chunk, hi))
-        ay_parts.append(critic.encode_y(bank.y[bank.windows(frames, cy)].to(device)))
-    if not ay_parts:  # a share of no frames (fewer frames than ranks): one frame's encoding gives shape and dtype
-        ay_parts.append(critic.encode_y(bank.y[bank.windows(torch.arange(1), cy)].to(device))[:0])
     # Through the CPU: the default group is gloo, and each rank may sit on a GPU of its own.
-    ay = torch.cat(_gather_rows(torch.cat(ay_parts).cpu(), bounds, everywhere=True)).to(device)
-    tj_parts, tm_parts = [], []
-    rows = max(1, chunk // max(1, k))
-    # With drawn negatives every rank walks every chunk of the single-process loop and draws its negatives,
-    # so that each frame gets the negatives (and `gen` the state) one process would give it.
-    starts = range(0, n, rows) if isinstance(neg, int) else range(lo, hi, rows)
-    for s in starts:
-        e = min(s + rows, n)
-        nf = bank.other_utterance_frames(gen, torch.arange(s, e), k) if isinstance(neg, int) else None
-        a, b = max(s, lo), min(e, hi)
-        if a >= b:
-            continue
-        frames = torch.arange(a, b)
-        nf = neg[frames] if nf is None else nf[a - s: b - s]
-        ax = critic.encode_x(bank.x[bank.windows(frames, cx)].to(device))
-        tj, tm = critic.score_negatives(ax, ay[frames.to(device)], ay, nf.to(device))
-        tj_parts.append(tj.float().cpu())
-        tm_parts.append(tm.float().cpu())
+    own_ay = _encode_y(critic, bank, cy, device, chunk, lo, hi).cpu()
+    ay = torch.cat(_gather_rows(own_ay, bounds, everywhere=True)).to(device)
+    tj, tm = _score_rows(critic, bank, neg, cx, ay, device, chunk, gen, lo, hi)
     critic.train(was_training)
-    own = torch.cat([torch.cat(tj_parts)[:, None], torch.cat(tm_parts)], 1) if tj_parts else torch.zeros(0, 1 + k)
+    own = torch.cat([tj[:, None], tm], 1)
     # One gather of [rows, 1 + K] (joint score first) rather than one per tensor; scores stay on rank 0
     # alone: on a large test split they would cost every rank as much memory as the whole split.
     parts = _gather_rows(own, bounds, everywhere=False)

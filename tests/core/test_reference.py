@@ -80,6 +80,13 @@ def test_lda_reference_matches_the_mixture_log_ratio_on_either_side():
         assert np.abs(tj.double().numpy() - truth).max() < 0.1, side
 
 
+def _held_out_bound(ref: ReferenceCritic, x: torch.Tensor, y: torch.Tensor, k: int) -> float:
+    """A reference's DV bound on held-out pairs, each x against k other frames' y (seeded draws)."""
+    neg = torch.randint(0, len(y), (len(y), k), generator=torch.Generator().manual_seed(0))
+    tj, tm = ref.score_negatives(ref.encode_x(x), ref.encode_y(y), ref.encode_y(y), neg)
+    return float(tj.mean() - (torch.logsumexp(tm.reshape(-1), 0) - math.log(tm.numel())))
+
+
 def _dense(ref: ReferenceCritic, vx: int, vy: int) -> np.ndarray:
     """A table reference's log ratio over every cell."""
     return ref._t(torch.arange(vx)[:, None], torch.arange(vy)[None, :]).double().numpy()
@@ -126,9 +133,7 @@ def test_a_noisy_channel_over_one_vocabulary_gets_the_same_token_table():
     xv, yv = torch.as_tensor(x[15_000:]), torch.as_tensor(y[15_000:])
 
     def bound(ref: ReferenceCritic) -> float:
-        tj = ref._t(xv, yv)
-        tm = ref._t(xv[:, None], yv[torch.randint(0, len(yv), (len(yv), 64), generator=torch.Generator().manual_seed(0))])
-        return float(tj.mean() - (torch.logsumexp(tm.reshape(-1), 0) - math.log(tm.numel())))
+        return _held_out_bound(ref, xv, yv, 64)
 
     best_marginal = max(bound(r) for r in refs if not math.isinf(r.alpha) and r.towards in ("x", "y"))
     # The channel reference is exact up to estimated marginals; smoothing towards a marginal leaves the
@@ -357,11 +362,9 @@ def test_lda_keeps_only_directions_above_the_noise_edge_when_few_of_many_dims_ca
     assert edge and all(r.means.shape[1] == 4 for r in edge)
     assert all(r.means.shape[1] > 4 for r in floor)
     xv, yv = torch.as_tensor(lab[15_000:]), torch.as_tensor(y[15_000:], dtype=torch.float32)
-    neg = torch.randint(0, len(xv), (len(xv), 32), generator=torch.Generator().manual_seed(0))
 
     def bound(ref: ReferenceCritic) -> float:
-        tj, tm = ref.score_negatives(ref.encode_x(xv), ref.encode_y(yv), ref.encode_y(yv), neg)
-        return float(tj.mean() - (torch.logsumexp(tm.reshape(-1), 0) - math.log(tm.numel())))
+        return _held_out_bound(ref, xv, yv, 32)
 
     # held-out bounds of 5,000 frames differ by noise of ~0.02 nats; the noise directions cost more
     assert max(bound(r) for r in edge) > max(bound(r) for r in floor) + 0.03
@@ -380,11 +383,9 @@ def test_lda_with_one_shared_shrinkage_wins_when_class_means_spread_alike_in_eve
     refs = [r for r in _fit_lda("x", torch.as_tensor(lab[:7000]), torch.as_tensor(y[:7000], dtype=torch.float32), v)
             if type(r) is LdaReference]
     xv, yv = torch.as_tensor(lab[7000:]), torch.as_tensor(y[7000:], dtype=torch.float32)
-    neg = torch.randint(0, len(xv), (len(xv), 32), generator=torch.Generator().manual_seed(0))
 
     def bound(ref: ReferenceCritic) -> float:
-        tj, tm = ref.score_negatives(ref.encode_x(xv), ref.encode_y(yv), ref.encode_y(yv), neg)
-        return float(tj.mean() - (torch.logsumexp(tm.reshape(-1), 0) - math.log(tm.numel())))
+        return _held_out_bound(ref, xv, yv, 32)
 
     pooled = [bound(r) for r in refs if r.rule == "pooled"]
     floor = [bound(r) for r in refs if r.rule == "floor"]
