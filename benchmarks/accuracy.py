@@ -16,7 +16,10 @@ Target: within 5% of the truth, or 0.03 nats when the truth is below 0.6, in und
 Beyond the Gaussian, table and mixture tasks: heavy tails (Student-t pairs), invertible warps of
 Gaussian pairs (cube, tanh, exp: I unchanged), Zipf-distributed tokens through a noisy channel over
 512 symbols, tokens against a float stream with a spread per token (256 tokens, 32 dims), and four
-codebooks of 16 tokens, each driving its own block of a 16-dim float stream.
+codebooks of 16 tokens, each driving its own block of a 16-dim float stream, the original pipeline's
+corpus shape at 10,000 frames, and two serially correlated series given as one long array (AR(1)
+Gaussians with AR(1) noise; a sticky Markov chain of Zipf tokens through a noisy channel), which the
+estimator cuts into contiguous blocks: there the true critic's marginals come from other blocks too.
 
 Two columns separate the estimator's error from the data's: "true critic" is the same bound with
 the known optimal critic log p(x,y)/p(x)p(y), scored on exactly the frames (and with the same kind
@@ -96,7 +99,7 @@ def table_pairs(vx: int, vy: int, alpha: float, seed: int) -> Task:
 
 def fitted_critic(name: str, x: np.ndarray, y: np.ndarray, true_critic: Any = None) -> Critic | None:
     """The right parametric family fitted on training frames (see the module docstring)."""
-    if name.startswith("gauss"):
+    if name.startswith(("gauss", "serial gauss")):
         d = x.shape[1]
         return gaussian_critic(np.cov(np.concatenate([x, y], 1).T.astype(np.float64)), d)
     if name.startswith("table"):
@@ -369,6 +372,45 @@ def codebooks(n_books: int, vocab: int, dim_per: int, seed: int) -> Task:
     return np.stack(toks, 1), np.concatenate(blocks, 1).astype(np.float32), truth, scores
 
 
+def serial_gaussian(d: int, mi: float, phi: float, seed: int) -> Task:
+    """Correlated Gaussians whose signal and noise are both AR(1) in time (one long series): I per frame as iid."""
+    x, y, truth, critic = gaussian(d, mi, seed)
+    rho = math.sqrt(1 - math.exp(-2 * mi / d))
+    rng = np.random.default_rng(seed + 1000)
+    g, h = _ar1(rng, phi, (N, d)), _ar1(rng, phi, (N, d))
+    x = g
+    y = rho * g + math.sqrt(1 - rho**2) * h
+    return x.astype(np.float32), y.astype(np.float32), truth, critic
+
+
+def _ar1(rng: np.random.Generator, phi: float, shape: tuple[int, int]) -> np.ndarray:
+    """A stationary AR(1) series of unit variance along axis 0."""
+    e = rng.standard_normal(shape) * math.sqrt(1 - phi**2)
+    out = np.empty(shape)
+    out[0] = rng.standard_normal(shape[1])
+    for t in range(1, shape[0]):
+        out[t] = phi * out[t - 1] + e[t]
+    return out
+
+
+def serial_tokens(vocab: int, stay: float, keep: float, seed: int) -> Task:
+    """A sticky Markov chain of Zipf tokens (each frame repeats the last with probability stay) through a noisy channel."""
+    rng = np.random.default_rng(seed)
+    px = 1.0 / np.arange(1, vocab + 1)
+    px /= px.sum()
+    fresh = rng.choice(vocab, size=N, p=px)
+    repeat = rng.random(N) < stay
+    x = np.empty(N, dtype=np.int64)
+    x[0] = fresh[0]
+    for t in range(1, N):
+        x[t] = x[t - 1] if repeat[t] else fresh[t]  # stationary marginal: px
+    y = np.where(rng.random(N) < keep, x, rng.integers(0, vocab, N))
+    p = _channel(px, keep, "uniform")
+    nz = p > 0
+    truth = float((p[nz] * np.log(p[nz] / (p.sum(1, keepdims=True) @ p.sum(0, keepdims=True))[nz])).sum())
+    return x, y, truth, table_critic(p)
+
+
 def independent_float(seed: int) -> Task:
     """Two independent 5-d Gaussians."""
     rng = np.random.default_rng(seed)
@@ -382,20 +424,37 @@ def independent_index(seed: int) -> Task:
     return rng.integers(0, 32, N), rng.integers(0, 32, N), 0.0, lambda x, y: np.zeros((len(x), len(y)))
 
 
-def held_out_bound(scores: np.ndarray) -> float:
-    """The DV bound of a fixed critic on n test pairs, marginals from every other test frame."""
+def held_out_bound(scores: np.ndarray, block: np.ndarray | None = None) -> float:
+    """The DV bound of a fixed critic on n test pairs, marginals from every other test frame (of another block,
+    when ``block`` gives each frame's block of a serially correlated series, as the estimator draws them)."""
     n = len(scores)
     pos = float(np.mean(np.diag(scores)))
     off = scores.copy()
-    np.fill_diagonal(off, -np.inf)
-    return pos - (float(np.logaddexp.reduce(off, axis=None)) - math.log(n * (n - 1)))
+    same = np.eye(n, dtype=bool) if block is None else block[:, None] == block[None, :]
+    off[same] = -np.inf
+    return pos - (float(np.logaddexp.reduce(off, axis=None)) - math.log(n * n - int(same.sum())))
 
 
-def test_parts(n: int, seed: int, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train, test) sample indices exactly as ``estimate_mi`` draws them for this seed."""
+def test_parts(x: np.ndarray, y: np.ndarray, seed: int,
+               folds: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """(train, test) sample indices exactly as ``estimate_mi`` draws them for this seed, and each test frame's
+    block (serially correlated series, cut into the same contiguous blocks; None otherwise)."""
+    import torch
+
     from minecli.core.api import split_plan
+    from minecli.core.serial import MIN_SERIES_BLOCKS, series_blocks, stream_correlation_length
 
-    return [(tr.numpy(), te.numpy()) for tr, _, te in split_plan(n, (0.7, 0.1, 0.2), folds, seed)]
+    def frames(a: np.ndarray) -> torch.Tensor:
+        t = torch.as_tensor(a)
+        return (t[:, None] if t.dim() == 1 else t).float() if t.is_floating_point() else (t[:, None] if t.dim() == 1 else t)
+
+    length = stream_correlation_length(frames(x), frames(y))
+    if length < 2:
+        return [(tr.numpy(), te.numpy(), None) for tr, _, te in split_plan(len(x), (0.7, 0.1, 0.2), folds, seed)]
+    blocks = [np.arange(len(x))[s] for s in series_blocks(len(x), length, max(MIN_SERIES_BLOCKS, 4 * folds))[0]]
+    return [(np.concatenate([blocks[i] for i in tr]), np.concatenate([blocks[i] for i in te]),
+             np.concatenate([np.full(len(blocks[i]), int(i)) for i in te]))
+            for tr, _, te in split_plan(len(blocks), (0.7, 0.1, 0.2), folds, seed)]
 
 
 def reference_bounds(name: str, task: Task, seed: int, folds: int) -> tuple[float, float | None]:
@@ -403,13 +462,13 @@ def reference_bounds(name: str, task: Task, seed: int, folds: int) -> tuple[floa
     x, y, _, true_critic = task
     true_v, fit_v, n = 0.0, 0.0, 0
     fit_ok = True
-    for tr, te in test_parts(len(x), seed, folds):
-        true_v += len(te) * held_out_bound(true_critic(x[te], y[te]))
+    for tr, te, block in test_parts(x, y, seed, folds):
+        true_v += len(te) * held_out_bound(true_critic(x[te], y[te]), block)
         fitted = fitted_critic(name, x[tr], y[tr], true_critic)
         if fitted is None:
             fit_ok = False
         else:
-            fit_v += len(te) * held_out_bound(fitted(x[te], y[te]))
+            fit_v += len(te) * held_out_bound(fitted(x[te], y[te]), block)
         n += len(te)
     return true_v / n, (fit_v / n if fit_ok else None)
 
@@ -436,6 +495,8 @@ TASKS: list[tuple[str, Callable[[int], Task]]] = [
     ("hetero mixture v=256 d=32", lambda s: hetero_mixture(256, 32, s)),
     ("codebooks 4x16 d=16", lambda s: codebooks(4, 16, 4, s)),
     ("corpus shape v=1024 d=513", corpus_shape),
+    ("serial gauss d=4 phi=0.95", lambda s: serial_gaussian(4, 1.0, 0.95, s)),
+    ("serial tokens v=256 stay=0.9", lambda s: serial_tokens(256, 0.9, 0.6, s)),
     ("independent float d=5", independent_float),
     ("independent index v=32", independent_index),
 ]

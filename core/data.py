@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch import nn
 
 from .errors import MinecliError
 
@@ -171,7 +172,7 @@ class Normalizer:
     method: Normalization
     shift: torch.Tensor | None = None
     scale: torch.Tensor | None = None
-    cdf: _EmpiricalCdf | None = None  # normal scores of the dimensions in `ranked`
+    cdf: EmpiricalCdf | None = None  # normal scores of the dimensions in `ranked`
     ranked: torch.Tensor | None = None  # [D] bool
 
     @classmethod
@@ -182,7 +183,7 @@ class Normalizer:
         step = max(1, x.shape[0] // max_rows)
         s = x[::step].double()
         if method == "normal_score":
-            return cls(method, cdf=_EmpiricalCdf.fit(_rows(s, CDF_ROWS)), ranked=torch.ones(s.shape[1], dtype=torch.bool))
+            return cls(method, cdf=EmpiricalCdf.fit(_rows(s, CDF_ROWS)), ranked=torch.ones(s.shape[1], dtype=torch.bool))
         if method in ("standard", "auto"):
             shift, scale = s.mean(0), s.std(0)
         elif method == "minmax":
@@ -201,7 +202,7 @@ class Normalizer:
             kurt = (((_rows(s, KURTOSIS_ROWS) - shift) / scale) ** 4).mean(0)
             heavy = kurt > HEAVY_TAIL_KURTOSIS
             if bool(heavy.any()):
-                out.ranked, out.cdf = heavy, _EmpiricalCdf.fit(_rows(s, CDF_ROWS)[:, heavy])
+                out.ranked, out.cdf = heavy, EmpiricalCdf.fit(_rows(s, CDF_ROWS)[:, heavy])
         return out
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -228,24 +229,27 @@ class Normalizer:
         return out
 
 
-@dataclass
-class _EmpiricalCdf:
-    """Per-dimension CDFs of the train split as histograms on an asinh-compressed grid.
+class EmpiricalCdf(nn.Module):
+    """Per-dimension CDFs of the train split as histograms on an asinh-compressed grid, mapped to normal scores.
 
     A histogram costs a few array operations per value where sorting or a binary search over a
     million frames of 513 dimensions takes minutes on a CPU. Within a bin the CDF is linear, so the map
-    is monotone; that is all MI needs, the Gaussian shape of the result is only for the critic.
+    is monotone; that is all MI needs, the Gaussian shape of the result is only for the critic. A
+    module, so that a critic holding one moves to its device with it.
     """
 
-    center: torch.Tensor  # [D]
-    spread: torch.Tensor  # [D]
-    lo: torch.Tensor  # [D] grid start, in asinh units
-    width: torch.Tensor  # [D] bin width, in asinh units
-    cdf: torch.Tensor  # [bins + 1, D] P(value <= edge)
-    n: int
+    def __init__(self, center: torch.Tensor, spread: torch.Tensor, lo: torch.Tensor, width: torch.Tensor,
+                 cdf: torch.Tensor, n: int) -> None:
+        super().__init__()
+        self.register_buffer("center", center)  # [D]
+        self.register_buffer("spread", spread)  # [D]
+        self.register_buffer("lo", lo)          # [D] grid start, in asinh units
+        self.register_buffer("width", width)    # [D] bin width, in asinh units
+        self.register_buffer("cdf", cdf)        # [bins + 1, D] P(value <= edge)
+        self.n = n
 
     @classmethod
-    def fit(cls, s: torch.Tensor, bins: int = 8192) -> "_EmpiricalCdf":
+    def fit(cls, s: torch.Tensor, bins: int = 8192) -> "EmpiricalCdf":
         """Fit on float rows ``[N, D]``."""
         s = s.float()
         # Median and IQR of a subsample only centre the grid; they need no precision.
@@ -266,7 +270,7 @@ class _EmpiricalCdf:
         """Phi^-1 of the CDF at each value, bounded by the train split's size."""
         bins = self.cdf.shape[0] - 1
         eps = 0.5 / self.n
-        out = torch.empty(x.shape, dtype=torch.float32)
+        out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
         for start in range(0, x.shape[0], chunk):
             pos = torch.asinh((x[start:start + chunk].float() - self.center) / self.spread)
             pos = pos.sub_(self.lo).div_(self.width).clamp_(0, bins)
@@ -276,6 +280,10 @@ class _EmpiricalCdf:
             # sqrt(2) erfinv(2u - 1) is Phi^-1(u), and cheaper than ndtri on a CPU
             out[start:start + chunk] = torch.erfinv(u.clamp_(eps, 1 - eps).mul_(2).sub_(1)).mul_(math.sqrt(2))
         return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normal scores of frames ``[N, D]``."""
+        return self.scores(x)
 
 
 def normalize_banks(banks: dict[str, FrameBank], method: Normalization) -> dict[str, Normalizer]:

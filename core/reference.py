@@ -323,7 +323,9 @@ def fit_references(kind: str, train: FrameBank, cx: int, cy: int, spec_x: Stream
     fx = x.reshape(x.shape[0], -1).float()
     fy = y.reshape(y.shape[0], -1).float()
     if kind == "gaussian":
-        return _fit_gaussian(fx, fy)
+        from .copula import fit_copulas  # copula.py builds on this module's Gaussian fit
+
+        return _fit_gaussian(fx, fy) + fit_copulas(fx, fy)
     if kind == "additive":
         if spec_x.kind == "index":
             return _fit_additive("x", x.reshape(x.shape[0], -1), fy, int(spec_x.vocab_size or 0))

@@ -270,7 +270,8 @@ class Trainer:
             return (f"{rep['critic']}; validation {rep['valid_nats']:.3f} nats against {rep['trained_valid_nats']:.3f} "
                     f"for the trained {self.model.describe()} (which would need a lead of one standard error, "
                     f"{rep['difference_se_nats']:.3f})")
-        return (f"{self.model.describe()} (the {rep['kind']} reference validated lower: {rep['valid_nats']:.3f} "
+        best = rep["critic"].split(" (")[0]  # the candidate that validated highest, e.g. "gaussian copula reference"
+        return (f"{self.model.describe()} (the {best} validated lower: {rep['valid_nats']:.3f} "
                 f"nats against {rep['trained_valid_nats']:.3f})")
 
     def validate(self) -> float:

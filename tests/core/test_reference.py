@@ -185,13 +185,14 @@ def test_the_reference_gives_the_estimate_only_when_it_validates_higher():
     truth = -2 * math.log(1 - 0.7**2 / (0.7**2 + 0.7**2))  # rho^2 = 1/2 per dimension: 4 * 0.347 nats
     # 1,200 test frames: SE ~0.04 nats at 1.4 nats; 0.15 is over 3 SE.
     assert abs(r.mi_nats - truth) < 0.15
-    # y = x^2 + noise: no linear correlation, so the Gaussian model sees nothing and the trained critic wins.
+    # y = x^2 + noise: no linear correlation, so the Gaussian models see little (a t copula sees that
+    # large |x| goes with large y, ~0.1 nats) and the trained critic wins by far.
     u = rng.uniform(-2, 2, (n, 1)).astype(np.float32)
     v = (u**2 + 0.1 * rng.standard_normal((n, 1))).astype(np.float32)
     r = minecli.estimate_mi(u, v, steps=600, seed=0, **FAST)
     assert r.reference is not None and not r.reference["selected"]
-    assert r.reference["valid_nats"] < 0.1 < r.mi_nats
-    assert "the gaussian reference validated lower" in r.critic
+    assert r.reference["valid_nats"] < 0.2 < 1.0 < r.mi_nats
+    assert "copula reference validated lower" in r.critic
     assert r.stop_reason != "reference"  # a reference that validates lower never stops training
     off = minecli.estimate_mi(u, v, steps=100, seed=0, critic={"reference": False}, **FAST)
     assert off.reference is None and "reference" not in off.critic
@@ -231,12 +232,14 @@ def test_lda_reference_shrinks_the_noisy_means_of_rare_tokens():
     f = torch.from_numpy(rng.standard_normal((n, d)).astype(np.float32))
     held_tok = torch.from_numpy(rng.integers(0, vocab, 2000))
     held_f = torch.from_numpy(rng.standard_normal((2000, d)).astype(np.float32))
+    perm = torch.randperm(2000, generator=torch.Generator().manual_seed(0))
     for ref in _fit_lda("x", tok, f, vocab):
         ex, ey = ref._tokens(held_tok), ref._floats(held_f)
-        tj, tm = ref.pair_scores(ex, ey, ey[torch.randperm(2000)][:, None, :])
+        tj, tm = ref.pair_scores(ex, ey, ey[perm][:, None, :])
         dv = float(tj.mean() - (torch.logsumexp(tm.reshape(-1), 0) - math.log(tm.numel())))
-        # A critic near 0 scores ~0; 2,000 held-out frames put the noise of this bound near 0.02.
-        assert dv > -0.06, (ref.ridge, dv)
+        # A critic near 0 scores ~0; 2,000 held-out frames put the noise of this bound near 0.02. A spread
+        # of its own per token, from ~10 frames, adds its own noise (~0.03 here): validation weighs it.
+        assert dv > (-0.1 if isinstance(ref, SpreadReference) else -0.06), (ref.describe(), dv)
 
 
 def _rule_trainer(history: list[tuple[int, float]], reference_value: float | None) -> Trainer:
