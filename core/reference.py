@@ -8,7 +8,7 @@ likelihood (with a little regularisation):
   sum_k rho_k/(4(1+rho_k)) (u_k+v_k)^2 - rho_k/(4(1-rho_k)) (u_k-v_k)^2.
 - ``lda`` (single tokens against a float stream): the float side is Gaussian within each token's
   class with a shared covariance: T(k, y) = log N(y; mu_k, S) - log sum_j pi_j N(y; mu_j, S).
-- ``spread`` (beside each ``lda`` fit at one shrinkage): the same classes, each with an isotropic spread of
+- ``spread`` (beside each ``lda`` fit at one ridge): the same classes, each with an isotropic spread of
   its own in LDA's whitened space, shrunk towards the pooled one for rare tokens.
 - ``table`` (single tokens on both sides): the add-alpha smoothed joint table, and each conditional
   table smoothed towards the other side's marginal.
@@ -35,12 +35,14 @@ MAX_FLOAT_WIDTH = 2048
 MAX_LDA_VOCAB = 8192  # S3 tokens (6,561) included
 FIT_FRAMES = 100_000
 RIDGES = (1e-4, 1e-3, 1e-2, 1e-1)
-# A within-class covariance of hundreds of dims from a few thousand frames is noisy: LDA whitens with
-# (1 - a) C + a mean(diag C) I, from the sample covariance (a ~ 0) to the standardised identity (a = 1).
-# A convex mix keeps the whitened noise at unit scale, which the class model assumes; a ridge C + a I
-# would shrink it by 1/(1 + a) and make large a under-confident. On the original pipeline's corpus shape
-# at 10,000 frames (513 dims, isotropic noise) a = 0.9-1 reaches 1.77 nats, the ridge of 1 gave 1.61.
-LDA_SHRINKAGE = (1e-4, 1e-3, 1e-2, 0.1, 0.5, 0.9, 1.0)
+# A within-class covariance of hundreds of dims from a few thousand frames is noisy. LDA whitens with
+# C + r I (RIDGES and 1.0) and with (1 - a) C + a mean(diag C) I (LDA_SHRINKAGE). A ridge also shrinks
+# the whitened noise by about 1/(1 + r), a critic less confident than the class model: on real speech
+# (phones vs log-mel) the ridge of 1 validates at 0.87 nats and the unit-scale fits below 0. A convex
+# mix keeps the noise at the scale the model assumes: on the original pipeline's corpus shape at
+# 10,000 frames (513 dims, isotropic noise) a = 0.9-1 reaches 1.77 nats, the ridge of 1 1.61.
+LDA_RIDGES = (*RIDGES, 1.0)
+LDA_SHRINKAGE = (0.5, 0.9, 1.0)
 ALPHAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 MARGINAL_PSEUDO_COUNTS = (4.0, 16.0, 64.0)
 MATCH_PSEUDO_COUNTS = (16.0, 64.0, 256.0, 1024.0, math.inf)
@@ -49,7 +51,7 @@ MAX_ADDITIVE_TABLE = 1 << 24  # ...times the float width: 128 MB of float64 whil
 MAX_MIXTURE = 4096  # token tuples in the additive reference's marginal
 ADDITIVE_PSEUDO_FRAMES = (1.0, 10.0)
 ADDITIVE_RIDGES = (1e-3, 1e-1)
-SPREAD_SHRINKAGE = 1e-3  # the class-spread candidates reuse the LDA fit at this shrinkage
+SPREAD_RIDGE = 1e-3  # the class-spread candidates reuse the LDA fit at this ridge
 SPREAD_PSEUDO_FRAMES = (0.5, 3.0)
 
 
@@ -129,14 +131,14 @@ class LdaReference(ReferenceCritic):
     """
 
     def __init__(self, token_side: str, means: torch.Tensor, log_prior: torch.Tensor, proj: torch.Tensor,
-                 shift: torch.Tensor, ridge: float, rule: str = "floor") -> None:
+                 shift: torch.Tensor, ridge: float, rule: str = "floor", scaled: bool = False) -> None:
         super().__init__()
         self.token_side, self.rule = token_side, rule
         self.register_buffer("means", means.float())         # [V, r] whitened means in the span of the means
         self.register_buffer("log_prior", log_prior.float())  # [V]
         self.register_buffer("proj", proj.float())           # [r, D]: z = proj f - shift
         self.register_buffer("shift", shift.float())
-        self.vocab, self.ridge = int(means.shape[0]), ridge
+        self.vocab, self.ridge, self.scaled = int(means.shape[0]), ridge, scaled
 
     def describe(self) -> str:
         """One line for summaries."""
@@ -144,7 +146,12 @@ class LdaReference(ReferenceCritic):
         dirs = {"floor": f"{r} directions above the noise floor", "pooled": f"all {r} directions, one shrinkage",
                 "edge": f"{r} directions above the Marchenko-Pastur edge of noise"}[self.rule]
         return (f"lda reference (closed form: {self.vocab} Gaussian classes of {self.token_side}'s tokens "
-                f"with a shared covariance shrunk {self.ridge:g} of the way to its mean variance, {dirs})")
+                f"with a shared covariance, {self.whitening}, {dirs})")
+
+    @property
+    def whitening(self) -> str:
+        """How the shared covariance was regularised before whitening."""
+        return f"shrunk {self.ridge:g} of the way to its mean variance" if self.scaled else f"ridge {self.ridge:g}"
 
     def _tokens(self, idx: torch.Tensor) -> torch.Tensor:
         k = idx.reshape(-1)
@@ -375,8 +382,9 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
     cov = (within.T @ within).double() / max(1, n - seen)
     log_prior = torch.log((counts + 0.5) / (counts.sum() + 0.5 * vocab))
     out: list[ReferenceCritic] = []
-    for ridge in LDA_SHRINKAGE:
-        w = _shrunk_inv_sqrt(cov, ridge)
+    whitenings = [(r, False, _inv_sqrt(cov, r)) for r in LDA_RIDGES]
+    whitenings += [(a, True, _shrunk_inv_sqrt(cov, a)) for a in LDA_SHRINKAGE]
+    for ridge, scaled, w in whitenings:
         m = means @ w                                     # whitened class means [V, d], within-class noise ~ I
         # Empirical Bayes per discriminant direction: a sample mean of n_k frames carries noise of
         # variance 1/n_k, which adds seen/n to the frequency-weighted between-class scatter. Keep the
@@ -408,8 +416,8 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
             shrink = tau2 / (tau2 + 1.0 / counts.clamp_min(1)[:, None])
             shrink = torch.where(counts[:, None] > 0, shrink, torch.zeros_like(shrink))
             proj = (w @ u).T / scale                          # [r, D] on raw frames
-            out.append(LdaReference(side, (m @ u) * shrink, log_prior, proj, proj @ mean, ridge, rule))
-            if ridge == SPREAD_SHRINKAGE:
+            out.append(LdaReference(side, (m @ u) * shrink, log_prior, proj, proj @ mean, ridge, rule, scaled))
+            if ridge == SPREAD_RIDGE and not scaled:
                 out += _fit_spreads(side, tokens, z, w, u, m @ u, tau2, counts, log_prior, mean, scale)
     return out
 
