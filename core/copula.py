@@ -22,7 +22,7 @@ from scipy import special
 from torch import nn
 
 from .data import EmpiricalCdf
-from .reference import ReferenceCritic, _fit_gaussian
+from .reference import ReferenceCritic, fit_gaussian
 
 # Per-side width up to which the copula is fitted: each dimension gets its own CDF histogram.
 MAX_COPULA_WIDTH = 512
@@ -141,7 +141,7 @@ def fit_copulas(fx: torch.Tensor, fy: torch.Tensor) -> list[ReferenceCritic]:
         return []
     cdf_x, cdf_y = EmpiricalCdf.fit(fx[:CDF_FIT_ROWS]), EmpiricalCdf.fit(fy[:CDF_FIT_ROWS])
     zx, zy = cdf_x(fx), cdf_y(fy)
-    out: list[ReferenceCritic] = [CopulaReference(g, cdf_x, cdf_y) for g in _fit_gaussian(zx, zy)]
+    out: list[ReferenceCritic] = [CopulaReference(g, cdf_x, cdf_y) for g in fit_gaussian(zx, zy)]
     if zx.shape[1] + zy.shape[1] <= MAX_T_WIDTH:
         student = fit_student(zx[:T_FIT_ROWS], zy[:T_FIT_ROWS])
         if student is not None:

@@ -345,7 +345,7 @@ def fit_references(kind: str, train: FrameBank, cx: int, cy: int, spec_x: Stream
     if kind == "gaussian":
         from .copula import fit_copulas  # copula.py builds on this module's Gaussian fit
 
-        return _fit_gaussian(fx, fy) + fit_copulas(fx, fy)
+        return fit_gaussian(fx, fy) + fit_copulas(fx, fy)
     if kind == "additive":
         if spec_x.kind == "index":
             return _fit_additive("x", x.reshape(x.shape[0], -1), fy, int(spec_x.vocab_size or 0))
@@ -355,7 +355,8 @@ def fit_references(kind: str, train: FrameBank, cx: int, cy: int, spec_x: Stream
     return _fit_lda("y", y.reshape(-1), fx, int(spec_y.vocab_size or 0))
 
 
-def _fit_gaussian(fx: torch.Tensor, fy: torch.Tensor) -> list[ReferenceCritic]:
+def fit_gaussian(fx: torch.Tensor, fy: torch.Tensor) -> list[ReferenceCritic]:
+    """Gaussian (CCA) reference candidates, one per ridge, on float frames ``[N, Dx]`` and ``[N, Dy]``."""
     zx, mx, sx = _standardise(fx)
     zy, my, sy = _standardise(fy)
     n = zx.shape[0]

@@ -11,7 +11,7 @@ from scipy import stats
 from minecli.core.copula import (MAX_COPULA_WIDTH, MAX_T_WIDTH, NUS, CopulaReference, StudentReference, TQuantiles,
                                  fit_copulas, fit_student)
 from minecli.core.data import EmpiricalCdf
-from minecli.core.reference import _fit_gaussian
+from minecli.core.reference import fit_gaussian
 
 
 def _held_out(critic, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -103,7 +103,7 @@ def test_on_a_heavy_tailed_pair_the_t_copula_bound_reaches_the_truth_where_the_g
     student = [c for c in cands if c.quantiles is not None]
     assert len(student) == 1
     got = _held_out(student[0], vx, vy)
-    gauss = max(_held_out(c, vx, vy) for c in _fit_gaussian(tx, ty))
+    gauss = max(_held_out(c, vx, vy) for c in fit_gaussian(tx, ty))
     # 4,000 test frames: the bound's SE is ~0.03 nats at 0.9 nats; 0.08 is under 3 SE. The Gaussian
     # model on the raw frames is wrecked by the tails (far below 0); its best copula misses the shared scale by 0.3.
     assert abs(got - truth) < 0.08
@@ -119,7 +119,7 @@ def test_on_warped_marginals_the_gaussian_copula_bound_is_the_unwarped_ones():
     x, y = torch.tensor(g**3, dtype=torch.float32), torch.tensor(np.tanh(h), dtype=torch.float32)
     cands = fit_copulas(x[:8000], y[:8000])
     copula = max(_held_out(c, x[8000:], y[8000:]) for c in cands if c.quantiles is None)
-    plain = max(_held_out(c, x[8000:], y[8000:]) for c in _fit_gaussian(x[:8000], y[:8000]))
+    plain = max(_held_out(c, x[8000:], y[8000:]) for c in fit_gaussian(x[:8000], y[:8000]))
     # SE ~0.03 nats at 1 nat on 4,000 frames; the warps cost the plain Gaussian model ~0.3 nats
     assert abs(copula - truth) < 0.08
     assert plain < truth - 0.15

@@ -11,7 +11,7 @@ import torch
 import minecli
 from minecli.core.data import FrameBank
 from minecli.core.reference import (ADDITIVE_RIDGES, ALPHAS, LDA_SHRINKAGE, _shrunk_inv_sqrt, MARGINAL_PSEUDO_COUNTS, MAX_FLOAT_WIDTH, SPREAD_PSEUDO_FRAMES, LdaReference, ReferenceCritic, SpreadReference,
-                                    _fit_additive, _fit_gaussian, _fit_lda, _fit_table, reference_kind)
+                                    _fit_additive, fit_gaussian, _fit_lda, _fit_table, reference_kind)
 from minecli.core.spec import StreamSpec
 from minecli.core.selection import ReferenceFit
 from minecli.core.trainer import CriticConfig, TrainConfig, Trainer
@@ -39,7 +39,7 @@ def test_gaussian_reference_is_the_exact_gaussian_log_ratio():
     cov = a @ a.T + 0.5 * np.eye(dx + dy)
     mean = rng.standard_normal(dx + dy)
     f = _with_exact_moments(rng.standard_normal((4000, dx + dy)), cov, mean)
-    ref = _fit_gaussian(torch.from_numpy(f[:, :dx]), torch.from_numpy(f[:, dx:]))[0]  # the smallest ridge
+    ref = fit_gaussian(torch.from_numpy(f[:, :dx]), torch.from_numpy(f[:, dx:]))[0]  # the smallest ridge
     # Exact log N(x,y) - log N(x) - log N(y) at fresh points.
     pts = rng.standard_normal((50, dx + dy)) * 2 + mean
 
