@@ -121,7 +121,7 @@ def fitted_critic(name: str, x: np.ndarray, y: np.ndarray, true_critic: Any = No
         ux, uy = _undo(fx, x), _undo(fy, y)
         gauss = gaussian_critic(np.cov(np.concatenate([ux, uy], 1).T), d)
         return lambda xs, ys: gauss(_undo(fx, xs), _undo(fy, ys))
-    if name.startswith("zipf"):
+    if name.startswith(("zipf", "serial tokens")):
         vocab = int(name.split("v=")[1].split()[0])
         noise = "zipf" if name.endswith("zipf noise") else "uniform"
         px = (np.bincount(x, minlength=vocab) + 0.5) / (len(x) + 0.5 * vocab)
