@@ -112,6 +112,35 @@ def gaussian_pair(n: int, d: int, rho: float, seed: int = 0) -> tuple[np.ndarray
     return x, y, -0.5 * d * math.log(1 - rho**2)
 
 
+def student_t_pair(n: int, d: int, nu: float, rho: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+    """n samples of x, y in R^d jointly Student-t (nu degrees of freedom, one mixing scale, correlation rho per
+    dimension pair), and their MI in nats: the Gaussian part plus a term of nu and d (Arellano-Valle et al. 2013)."""
+    from scipy.special import digamma, gammaln
+
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal((n, d))
+    h = rho * g + math.sqrt(1 - rho**2) * rng.standard_normal((n, d))
+    w = np.sqrt(nu / rng.chisquare(nu, n))[:, None]
+    extra = (gammaln(nu / 2) + gammaln((nu + 2 * d) / 2) - 2 * gammaln((nu + d) / 2)
+             + 2 * ((nu + d) / 2) * digamma((nu + d) / 2) - (nu / 2) * digamma(nu / 2)
+             - ((nu + 2 * d) / 2) * digamma((nu + 2 * d) / 2))
+    mi = -0.5 * d * math.log(1 - rho**2) + float(extra)
+    return (g * w).astype(np.float32), (h * w).astype(np.float32), mi
+
+
+def all_pairs_bound(scores: Any, block: np.ndarray | None = None) -> float:
+    """The DV bound of a fixed critic from its scores ``[n, n]`` of x_i against y_j: the diagonal holds the
+    joint pairs, every other cell a marginal one (outside x_i's own block, when ``block`` gives each frame's
+    block of a serially correlated series)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    n = len(scores)
+    pos = float(np.mean(np.diag(scores)))
+    off = scores.copy()
+    same = np.eye(n, dtype=bool) if block is None else block[:, None] == block[None, :]
+    off[same] = -np.inf
+    return pos - (float(np.logaddexp.reduce(off, axis=None)) - math.log(n * n - int(same.sum())))
+
+
 def ar1_frames(n: int, tau: float, rng: np.random.Generator, d: int = 2) -> np.ndarray:
     """AR(1) frames ``[n, d]`` with unit variance whose autocorrelation is exp(-lag / tau): serially
     correlated features with a known correlation length, for tests of resampling and splits."""
@@ -412,5 +441,5 @@ def _same(a: "torch.Tensor", b: "torch.Tensor") -> bool:
     return bool(torch.allclose(a, b, rtol=1e-4, atol=1e-4 * scale)) and math.isfinite(scale)
 
 
-__all__ = ["ExtractorReport", "MODEL_LIBRARIES", "ar1_frames", "check_extractor", "gaussian_pair", "invoke_cli",
-           "make_chirp"]
+__all__ = ["ExtractorReport", "MODEL_LIBRARIES", "all_pairs_bound", "ar1_frames", "check_extractor", "gaussian_pair",
+           "invoke_cli", "make_chirp", "student_t_pair"]

@@ -208,18 +208,12 @@ def mixture_critic(mu: np.ndarray, sigma: float, prior: np.ndarray) -> Critic:
 
 def student_t(d: int, nu: float, gauss_mi: float, seed: int) -> Task:
     """x, y in R^d jointly Student-t (nu degrees of freedom): heavy tails; I in closed form."""
-    from scipy.special import digamma, gammaln
+    from scipy.special import gammaln
+
+    from minecli.testing import student_t_pair
 
     rho = math.sqrt(1 - math.exp(-2 * gauss_mi / d))
-    rng = np.random.default_rng(seed)
-    g = rng.standard_normal((N, d))
-    h = rho * g + math.sqrt(1 - rho**2) * rng.standard_normal((N, d))
-    w = np.sqrt(nu / rng.chisquare(nu, N))[:, None]  # one mixing scale for the whole vector
-    x, y = g * w, h * w
-    # I = I_Gaussian(shape) + a term of nu and the dimensions (Arellano-Valle et al. 2013).
-    extra = (gammaln(nu / 2) + gammaln((nu + 2 * d) / 2) - 2 * gammaln((nu + d) / 2)
-             + 2 * ((nu + d) / 2) * digamma((nu + d) / 2) - (nu / 2) * digamma(nu / 2)
-             - ((nu + 2 * d) / 2) * digamma((nu + 2 * d) / 2))
+    x, y, truth = student_t_pair(N, d, nu, rho, seed)
     cov = np.block([[np.eye(d), rho * np.eye(d)], [rho * np.eye(d), np.eye(d)]])
     prec = np.linalg.inv(cov)
 
@@ -234,7 +228,7 @@ def student_t(d: int, nu: float, gauss_mi: float, seed: int) -> Task:
              - 0.5 * np.linalg.slogdet(cov)[1])
         return (c - (nu + 2 * d) / 2 * np.log1p(qj / nu) + (nu + d) / 2 * np.log1p(qx / nu)[:, None]
                 + (nu + d) / 2 * np.log1p(qy / nu)[None])
-    return x.astype(np.float32), y.astype(np.float32), gauss_mi + float(extra), scores
+    return x, y, truth, scores
 
 
 def t_noise_channel(nu: float, scale: float, seed: int) -> Task:
@@ -400,23 +394,15 @@ def codebooks(n_books: int, vocab: int, dim_per: int, seed: int) -> Task:
 
 def serial_gaussian(d: int, mi: float, phi: float, seed: int) -> Task:
     """Correlated Gaussians whose signal and noise are both AR(1) in time (one long series): I per frame as iid."""
-    x, y, truth, critic = gaussian(d, mi, seed)
+    from minecli.testing import ar1_frames
+
+    _, _, truth, critic = gaussian(d, mi, seed)
     rho = math.sqrt(1 - math.exp(-2 * mi / d))
     rng = np.random.default_rng(seed + 1000)
-    g, h = _ar1(rng, phi, (N, d)), _ar1(rng, phi, (N, d))
-    x = g
+    tau = -1.0 / math.log(phi)  # lag-1 correlation phi
+    g, h = (ar1_frames(N, tau, rng, d).astype(np.float64) for _ in range(2))
     y = rho * g + math.sqrt(1 - rho**2) * h
-    return x.astype(np.float32), y.astype(np.float32), truth, critic
-
-
-def _ar1(rng: np.random.Generator, phi: float, shape: tuple[int, int]) -> np.ndarray:
-    """A stationary AR(1) series of unit variance along axis 0."""
-    e = rng.standard_normal(shape) * math.sqrt(1 - phi**2)
-    out = np.empty(shape)
-    out[0] = rng.standard_normal(shape[1])
-    for t in range(1, shape[0]):
-        out[t] = phi * out[t - 1] + e[t]
-    return out
+    return g.astype(np.float32), y.astype(np.float32), truth, critic
 
 
 def serial_tokens(vocab: int, stay: float, keep: float, seed: int) -> Task:
@@ -453,12 +439,9 @@ def independent_index(seed: int) -> Task:
 def held_out_bound(scores: np.ndarray, block: np.ndarray | None = None) -> float:
     """The DV bound of a fixed critic on n test pairs, marginals from every other test frame (of another block,
     when ``block`` gives each frame's block of a serially correlated series, as the estimator draws them)."""
-    n = len(scores)
-    pos = float(np.mean(np.diag(scores)))
-    off = scores.copy()
-    same = np.eye(n, dtype=bool) if block is None else block[:, None] == block[None, :]
-    off[same] = -np.inf
-    return pos - (float(np.logaddexp.reduce(off, axis=None)) - math.log(n * n - int(same.sum())))
+    from minecli.testing import all_pairs_bound
+
+    return all_pairs_bound(scores, block)
 
 
 def test_parts(x: np.ndarray, y: np.ndarray, seed: int,
@@ -472,7 +455,7 @@ def test_parts(x: np.ndarray, y: np.ndarray, seed: int,
 
     def frames(a: np.ndarray) -> torch.Tensor:
         t = torch.as_tensor(a)
-        return (t[:, None] if t.dim() == 1 else t).float() if t.is_floating_point() else (t[:, None] if t.dim() == 1 else t)
+        return t[:, None] if t.dim() == 1 else t
 
     length = stream_correlation_length(frames(x), frames(y))
     if length < 2:

@@ -22,7 +22,7 @@ from scipy import special
 from torch import nn
 
 from .data import EmpiricalCdf
-from .reference import ReferenceCritic, fit_gaussian
+from .reference import GaussianReference, ReferenceCritic, fit_gaussian
 
 # Per-side width up to which the copula is fitted: each dimension gets its own CDF histogram.
 MAX_COPULA_WIDTH = 512
@@ -114,9 +114,9 @@ class CopulaReference(ReferenceCritic):
 
     def describe(self) -> str:
         """One line for summaries."""
-        if self.quantiles is None:
-            inner = self.inner.describe().split("(closed form: ", 1)[-1].rstrip(")")
-            return f"gaussian copula reference (closed form on normal scores: {inner})"
+        if isinstance(self.inner, GaussianReference):
+            return (f"gaussian copula reference (closed form on normal scores: {self.inner.rank} canonical pairs, "
+                    f"ridge {self.inner.ridge:g})")
         return f"student-t copula reference (closed form on normal scores: {self.inner.describe()})"
 
     def _scores(self, cdf: EmpiricalCdf, f: torch.Tensor) -> torch.Tensor:
@@ -155,18 +155,16 @@ def fit_student(zx: torch.Tensor, zy: torch.Tensor) -> tuple[StudentReference, T
     None when the likeliest nu is the largest tried: the data are then as Gaussian as the grid can tell,
     and the Gaussian copula already covers them.
     """
-    dx = zx.shape[1]
-    best: tuple[float, torch.Tensor, float] | None = None
+    best: tuple[float, torch.Tensor, TQuantiles] | None = None
     for nu in NUS:
         quant = TQuantiles(nu)
-        q = torch.cat([quant(zx), quant(zy)], 1).double()
-        r, ll = _em_correlation(q, nu)
+        r, ll = _em_correlation(torch.cat([quant(zx), quant(zy)], 1).double(), nu)
         if best is None or ll > best[0]:
-            best = (ll, r, nu)
-    if best is None or best[2] == NUS[-1]:
+            best = (ll, r, quant)
+    if best is None or best[2].nu == NUS[-1]:
         return None
-    _, r, nu = best
-    return StudentReference(r, dx, nu), TQuantiles(nu)
+    _, r, quant = best
+    return StudentReference(r, zx.shape[1], quant.nu), quant
 
 
 def _em_correlation(q: torch.Tensor, nu: float, ridge: float = 1e-4) -> tuple[torch.Tensor, float]:

@@ -12,29 +12,12 @@ from minecli.core.copula import (MAX_COPULA_WIDTH, MAX_T_WIDTH, NUS, CopulaRefer
                                  fit_copulas, fit_student)
 from minecli.core.data import EmpiricalCdf
 from minecli.core.reference import fit_gaussian
+from minecli.testing import all_pairs_bound, student_t_pair
 
 
 def _held_out(critic, x: torch.Tensor, y: torch.Tensor) -> float:
     """DV bound of a fixed critic on test pairs, marginals from every other test frame."""
-    ex, ey = critic.encode_x(x), critic.encode_y(y)
-    t = critic._t(ex.unsqueeze(1), ey.unsqueeze(0)).double()  # [n, n]
-    n = t.shape[0]
-    off = t.masked_fill(torch.eye(n, dtype=torch.bool), -math.inf)
-    return float(t.diagonal().mean() - (torch.logsumexp(off.reshape(-1), 0) - math.log(n * (n - 1))))
-
-
-def _student_pair(n: int, d: int, nu: float, rho: float, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """x, y in R^d jointly Student-t with one mixing scale, and their MI (Arellano-Valle et al. 2013)."""
-    from scipy.special import digamma, gammaln
-
-    rng = np.random.default_rng(seed)
-    g = rng.standard_normal((n, d))
-    h = rho * g + math.sqrt(1 - rho**2) * rng.standard_normal((n, d))
-    w = np.sqrt(nu / rng.chisquare(nu, n))[:, None]
-    extra = (gammaln(nu / 2) + gammaln((nu + 2 * d) / 2) - 2 * gammaln((nu + d) / 2)
-             + 2 * ((nu + d) / 2) * digamma((nu + d) / 2) - (nu / 2) * digamma(nu / 2)
-             - ((nu + 2 * d) / 2) * digamma((nu + 2 * d) / 2))
-    return (g * w).astype(np.float32), (h * w).astype(np.float32), -0.5 * d * math.log(1 - rho**2) + float(extra)
+    return all_pairs_bound(critic._t(critic.encode_x(x).unsqueeze(1), critic.encode_y(y).unsqueeze(0)))
 
 
 def test_t_quantiles_of_normal_scores_match_scipy_into_the_tails():
@@ -71,7 +54,7 @@ def test_student_reference_is_the_exact_t_log_ratio_for_pairs_and_negatives():
 
 
 def test_the_t_fit_finds_nu_and_the_correlation_of_a_t_copula():
-    x, y, _ = _student_pair(20_000, 2, 4.0, 0.6, seed=1)
+    x, y, _ = student_t_pair(20_000, 2, 4.0, 0.6, seed=1)
     cx, cy = EmpiricalCdf.fit(torch.from_numpy(x)), EmpiricalCdf.fit(torch.from_numpy(y))
     ref, quant = fit_student(cx(torch.from_numpy(x)), cy(torch.from_numpy(y)))
     # The likelihood over 20,000 frames separates nu = 4 from 2 and 10 by many nats; neighbours may tie.
@@ -96,7 +79,7 @@ def test_gaussian_scores_need_no_t_copula():
 
 
 def test_on_a_heavy_tailed_pair_the_t_copula_bound_reaches_the_truth_where_the_gaussian_falls_short():
-    x, y, truth = _student_pair(12_000, 4, 4.0, 0.55, seed=2)
+    x, y, truth = student_t_pair(12_000, 4, 4.0, 0.55, seed=2)
     tx, ty = torch.from_numpy(x[:8000]), torch.from_numpy(y[:8000])
     vx, vy = torch.from_numpy(x[8000:]), torch.from_numpy(y[8000:])
     cands = fit_copulas(tx, ty)

@@ -15,6 +15,7 @@ from minecli.core.reference import (ADDITIVE_RIDGES, ALPHAS, LDA_SHRINKAGE, _shr
 from minecli.core.spec import StreamSpec
 from minecli.core.selection import ReferenceFit
 from minecli.core.trainer import CriticConfig, TrainConfig, Trainer
+from minecli.testing import all_pairs_bound
 
 FAST = dict(progress=False, null_permutations=0, bootstrap=50, validate_every=50, baseline=False)
 
@@ -424,18 +425,14 @@ def test_lda_reaches_the_true_critic_when_few_frames_meet_many_isotropic_dims():
             if type(r) is LdaReference]
     tok, f = torch.as_tensor(lab[2000:]), torch.as_tensor(y[2000:])
 
-    def bound(t: torch.Tensor) -> float:
-        off = t.masked_fill(torch.eye(t.shape[0], dtype=torch.bool), -math.inf)
-        return float(t.diagonal().mean() - (torch.logsumexp(off.reshape(-1), 0) - math.log(t.numel() - t.shape[0])))
-
-    got = {(r.ridge if r.scaled else -r.ridge, r.rule): bound(r._t(r.encode_x(tok).unsqueeze(1), r.encode_y(f).unsqueeze(0)).double())
-           for r in refs}
+    got = {(r.ridge if r.scaled else -r.ridge, r.rule):
+           all_pairs_bound(r._t(r.encode_x(tok).unsqueeze(1), r.encode_y(f).unsqueeze(0))) for r in refs}
     ll = -0.5 * ((f.double().numpy()[:, None, :] - mu[None]) ** 2).sum(-1)  # [frames, tokens]
     true_t = torch.as_tensor(ll[:, tok.numpy()].T - np.logaddexp.reduce(ll, axis=1)[None, :] + math.log(v))
     best = max(got.values())
     # 1,000 test frames: the bound's noise is ~0.05 nats; 100 means of 3 dims from ~20 frames each cost
     # ~0.1 (measured: 1.35 against the true critic's 1.48)
-    assert best > bound(true_t) - 0.25
+    assert best > all_pairs_bound(true_t) - 0.25
     assert best == max(val for (a, _), val in got.items() if a >= 0.5)  # a convex shrinkage at unit scale
     # whitening with the (nearly) sample covariance loses ~0.4 nats here, and a ridge of 1, under-confident, ~0.2
     assert max(val for (a, _), val in got.items() if -0.01 <= a < 0) < best - 0.2
