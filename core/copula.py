@@ -115,8 +115,7 @@ class CopulaReference(ReferenceCritic):
     def describe(self) -> str:
         """One line for summaries."""
         if isinstance(self.inner, GaussianReference):
-            return (f"gaussian copula reference (closed form on normal scores: {self.inner.rank} canonical pairs, "
-                    f"ridge {self.inner.ridge:g})")
+            return f"gaussian copula reference (closed form on normal scores: {self.inner.fit_terms()})"
         return f"student-t copula reference (closed form on normal scores: {self.inner.describe()})"
 
     def _scores(self, cdf: EmpiricalCdf, f: torch.Tensor) -> torch.Tensor:
@@ -136,7 +135,7 @@ class CopulaReference(ReferenceCritic):
 
 
 def fit_copulas(fx: torch.Tensor, fy: torch.Tensor) -> list[ReferenceCritic]:
-    """Gaussian-copula candidates (one per ridge) and the likeliest Student-t copula, on train frames ``[N, D]``."""
+    """Gaussian-copula candidates (as ``fit_gaussian``'s) and the likeliest Student-t copula, on train frames ``[N, D]``."""
     if max(fx.shape[1], fy.shape[1]) > MAX_COPULA_WIDTH:
         return []
     cdf_x, cdf_y = EmpiricalCdf.fit(fx[:CDF_FIT_ROWS]), EmpiricalCdf.fit(fy[:CDF_FIT_ROWS])

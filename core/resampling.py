@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .data import FrameBank
+from .serial import correlation_length, stream_correlation_length
 
 Bound = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -66,6 +67,14 @@ def resampling_units(bank: FrameBank, correlation_length: int = 1) -> Units:
     if 2 * block > float(lengths.double().median()):
         return Units("utterances", 1, correlation_length)
     return Units("blocks", block, correlation_length)
+
+
+def split_units(bank: FrameBank, tj: torch.Tensor) -> Units:
+    """The units a split's resamples use, from the correlation length measured on it: of both streams'
+    leading components and of a critic's joint scores ``tj``, whichever is longest."""
+    offsets = None if bank.n_utts >= bank.n_frames else bank.offsets
+    length = max(stream_correlation_length(bank.x, bank.y, offsets), correlation_length(tj, offsets))
+    return resampling_units(bank, length)
 
 
 def unit_offsets(bank: FrameBank, units: Units) -> torch.Tensor:

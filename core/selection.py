@@ -11,7 +11,7 @@ import torch
 
 from .data import FrameBank
 from .reference import ReferenceCritic, fit_references, reference_kind
-from .resampling import Bound, resamples
+from .resampling import FEW_UNITS, Bound, resamples, split_units
 from .spec import StreamSpec
 
 Scores = tuple[torch.Tensor, torch.Tensor]
@@ -80,12 +80,19 @@ class ReferenceSelection:
                        "trained_valid_nats": best_value, "difference_se_nats": margin, "selected": selected}
 
     def validation_se(self, fit: ReferenceFit, trained: Scores, b: int = 200) -> float:
-        """Bootstrap standard error of (trained - reference) bound on the validation protocol, paired by frame."""
+        """Bootstrap standard error of (trained - reference) bound on the validation protocol, paired by frame and
+        resampled by the units that carry the split's dependence (as the test interval is)."""
         bank = self.protocol[0]
         tj_a, tm_a = trained
-        draws, _ = resamples(bank, b, torch.Generator().manual_seed(self.seed + 6))
+        units = split_units(bank, tj_a)
+        draws, _ = resamples(bank, b, torch.Generator().manual_seed(self.seed + 6), units)
         diffs = [float(self.bound(tj_a[i], tm_a[i]) - self.bound(fit.tj[i], fit.tm[i])) for i in draws]
-        return float(np.std(diffs)) if len(diffs) > 1 else 0.0
+        if len(diffs) < 2:
+            return 0.0
+        se = float(np.std(diffs))
+        m = bank.n_utts if units.kind == "utterances" else 0
+        # the spread of a bootstrap over m units is biased low by (m-1)/m in variance (as in bootstrap_interval)
+        return se * math.sqrt(m / (m - 1)) if 2 <= m < FEW_UNITS else se
 
     def cannot_overtake(self, step: int, best_value: float, history: list[dict[str, float]], patience: int | None,
                         validate_every: int, min_steps: int, total_steps: int) -> bool:

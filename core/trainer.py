@@ -25,12 +25,11 @@ from .prefetch import BatchPrefetcher
 from .reference import ReferenceCritic
 from .registry import get_estimator_class
 from .resampling import (Units, block_bootstrap_indices, block_length, bootstrap_interval, p_value_text, permutation_p,
-                         resampling_units)
+                         split_units)
 from .result import LOG2, MIResult, entropy_report, result_warnings
 from .resume import Checkpoints
 from .runtime import training_threads
 from .scoring import score_bank, valid_protocol
-from .serial import correlation_length, stream_correlation_length
 from .selection import ReferenceFit, ReferenceSelection
 from .settings import CriticConfig, EstimatorConfig, HeadConfig, TrainConfig
 from .spec import StreamSpec
@@ -561,8 +560,5 @@ class Trainer:
         return self._bound(tj, tm)
 
     def resampling_units(self, bank: FrameBank, tj: torch.Tensor) -> Units:
-        """The units the interval and the null resample, from the correlation length measured on this split: of
-        both streams' leading components and of the critic's joint scores, whichever is longest."""
-        offsets = None if bank.n_utts >= bank.n_frames else bank.offsets
-        length = max(stream_correlation_length(bank.x, bank.y, offsets), correlation_length(tj, offsets))
-        return resampling_units(bank, length)
+        """The units the interval and the null resample (``split_units``)."""
+        return split_units(bank, tj)

@@ -8,7 +8,8 @@ import torch
 
 from minecli.core.data import FrameBank
 from minecli.core.resampling import (Units, bootstrap_interval, p_value_text, permutation_p, resampling_units,
-                                     unit_offsets)
+                                     split_units, unit_offsets)
+from minecli.core.selection import ReferenceFit, ReferenceSelection
 from minecli.core.serial import correlation_length, stream_correlation_length
 from minecli.testing import ar1_frames as ar1
 
@@ -52,6 +53,28 @@ def test_units_follow_the_correlation_length():
     assert resampling_units(few, 1).describe() == "blocks of 13 consecutive frames"  # n^(1/3), as before
     assert resampling_units(few, 10).describe() == "blocks of 50 consecutive frames"
     assert resampling_units(few, 48).kind == "utterances"  # blocks of 240 do not fit twice in 250 frames
+
+
+def test_the_selection_rule_resamples_the_validation_blocks_of_a_long_series():
+    # A series cut into blocks leaves validation with 5 blocks of 138 frames, correlated over ~23
+    # frames. How much the trained critic beats the reference varies from block to block (sd 0.1
+    # here), so the standard error of the difference is ~0.1/sqrt(5) = 0.045. Resampling short runs
+    # of frames across the blocks (as when the correlation length was not measured) read ~0.01 and let
+    # a trained critic that overfits the series win on noise. Over 40 draws the mean SE must reach
+    # 0.8 of the true one (a bootstrap over 5 units, corrected by 5/4, scatters by ~30% per draw).
+    rng = np.random.default_rng(3)
+    ses = []
+    for _ in range(40):
+        xs = [ar1(138, 23, rng, 1) for _ in range(5)]
+        bank = _bank(xs, xs)
+        assert split_units(bank, bank.x[:, 0]).kind in ("utterances", "blocks")
+        ref_tj = torch.zeros(bank.n_frames)
+        gap = torch.cat([torch.full((138,), float(rng.standard_normal()) * 0.1) for _ in range(5)])
+        fit = ReferenceFit(None, 0.0, "gaussian", ref_tj, torch.zeros(bank.n_frames, 4))  # type: ignore[arg-type]
+        sel = ReferenceSelection(None, None, 1, 1, True, bank, (bank, torch.zeros(0)), None, _dv,  # type: ignore[arg-type]
+                                 torch.device("cpu"), seed=0)
+        ses.append(sel.validation_se(fit, (gap + bank.x[:, 0] * 0.01, torch.zeros(bank.n_frames, 4))))
+    assert np.mean(ses) > 0.8 * 0.1 / math.sqrt(5), np.mean(ses)
 
 
 def test_p_value_text_shows_the_floor():
