@@ -383,8 +383,10 @@ def shrunk_correlations(rho: torch.Tensor, n: int, dx: int, dy: int) -> list[tup
     if share >= 0.1:
         out.append((share * mean + (1 - share) * rho, f"correlations pooled {share:.2f} towards their mean"))
     edge2 = (math.sqrt(dx / n) + math.sqrt(dy / n)) ** 2
-    if bool((rho**2 < 4 * edge2).any()):
-        out.append(((rho**2 - edge2).clamp_min(0).sqrt(), "noise-level correlations removed"))
+    cut = (rho**2 - edge2).clamp_min(0).sqrt()
+    # (not when nothing is left: T = 0 is the untrained critic, which every selection already compares with)
+    if bool((rho**2 < 4 * edge2).any()) and bool((cut > 0).any()):
+        out.append((cut, "noise-level correlations removed"))
     return out
 
 

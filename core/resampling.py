@@ -109,7 +109,7 @@ def resamples(bank: FrameBank, b: int, gen: torch.Generator,
     return draw(), units.describe()
 
 
-def _t975(df: int) -> float:
+def t975(df: int) -> float:
     """The 97.5% quantile of Student's t with ``df`` degrees of freedom."""
     from scipy.stats import t as student_t
 
@@ -130,7 +130,7 @@ def bootstrap_interval(bound: Bound, bank: FrameBank, tj: torch.Tensor, tm: torc
         # Percentiles of a bootstrap over a handful of units are too narrow (the resamples' spread is
         # biased low by (U-1)/U and its tails are coarse): a t interval on U-1 degrees of freedom.
         centre = float(bound(tj, tm))
-        half = _t975(n_units - 1) * float(arr.std()) * math.sqrt(n_units / (n_units - 1))
+        half = t975(n_units - 1) * float(arr.std()) * math.sqrt(n_units / (n_units - 1))
         return centre - half, centre + half, f"{method} ({n_units}; t interval)"
     return float(np.quantile(arr, 0.025)), float(np.quantile(arr, 0.975)), method
 

@@ -195,6 +195,8 @@ class Trainer:
         self.stopped_early = False
         self.history: list[dict[str, float]] = []
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.initial_state: dict[str, torch.Tensor] | None = None
+        self.untrained_kept: tuple[int, float] | None = None  # (best step, its validation) when reverted
         self.stop_reason: str | None = None
         self._valid_protocol = valid_protocol(valid, self.cfg.valid_frames, self.cfg.valid_negatives, self.cfg.seed)
         self.selection = ReferenceSelection(spec_x, spec_y, self.cx, self.cy, self.critic_cfg.reference, train,
@@ -263,15 +265,25 @@ class Trainer:
     def describe_critic(self) -> str:
         """One line naming the critic that gives the estimate (and what it beat)."""
         rep = self.reference_report
-        if rep is None:
-            return self.model.describe()
-        if rep["selected"]:
+        if rep is not None and rep["selected"]:
             return (f"{rep['critic']}; validation {rep['valid_nats']:.3f} nats against {rep['trained_valid_nats']:.3f} "
                     f"for the trained {self.model.describe()} (which would need a lead of one standard error, "
                     f"{rep['difference_se_nats']:.3f})")
-        best = rep["critic"].split(" (")[0]  # the candidate that validated highest, e.g. "gaussian copula reference"
-        return (f"{self.model.describe()} (the {best} validated lower: {rep['valid_nats']:.3f} "
-                f"nats against {rep['trained_valid_nats']:.3f})")
+        notes = []
+        name = self.model.describe()
+        if self.untrained_kept is not None:
+            step, value = self.untrained_kept
+            name = f"untrained {name}"
+            notes.append(f"the best trained state, step {step}, validated {value:.3f} nats, not significantly above it")
+        if rep is not None:
+            best = rep["critic"].split(" (")[0]  # the candidate that validated highest, e.g. "gaussian copula reference"
+            if rep["valid_nats"] < rep["trained_valid_nats"]:
+                notes.append(f"the {best} validated lower: {rep['valid_nats']:.3f} nats against "
+                             f"{rep['trained_valid_nats']:.3f}")
+            else:
+                notes.append(f"the {best} validated {rep['valid_nats']:.3f} nats, not significantly above the "
+                             "untrained critic")
+        return f"{name} ({'; '.join(notes)})" if notes else name
 
     def validate(self) -> float:
         """The trained critic's bound on the fixed validation protocol (distributed: every rank scores a share
@@ -377,6 +389,10 @@ class Trainer:
 
     def fit(self) -> list[dict[str, float]]:
         """Train until total_steps or early stopping; keeps the best validation state."""
+        if self.initial_state is None:
+            # The untrained critic, which the best state must beat significantly; taken before any resume
+            # (the same seeded initialisation), so that a resumed run decides as the uninterrupted one.
+            self.initial_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         if self.checkpoints is not None:
             if self.primary:
                 self.checkpoints.clear_stale()
@@ -473,8 +489,27 @@ class Trainer:
         self._save("last")
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+        self._keep_training_if_significant()
         self.consider_reference()
         return self.history
+
+    def _keep_training_if_significant(self) -> None:
+        """Back to the untrained critic when the best trained state does not validate significantly above it
+        (``ReferenceSelection.significant``); rank 0 decides for every rank."""
+        if self.initial_state is None or self.best_step == 0 or not self.history:
+            return
+        revert = False
+        if self.primary:
+            untrained = self.history[0]["valid_mi"]
+            revert = not self.selection.beats_untrained(self.best_value, self._score_protocol(self.model), untrained)
+        if self.distributed:
+            from .distributed import broadcast
+
+            revert = broadcast(revert)
+        if revert:
+            self.untrained_kept = (self.best_step, self.best_value)
+            self.model.load_state_dict(self.initial_state)
+            self.best_value, self.best_step = self.history[0]["valid_mi"], 0
 
     def _share_selection(self) -> None:
         """Rank 0's reference fit and selection on every rank, which all score with the selected critic."""

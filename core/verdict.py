@@ -59,7 +59,13 @@ def trainer_suspicions(trainer: Any, final: dict[str, Any]) -> list[str]:
     scored_valid = ref["valid_nats"] if ref and ref["selected"] else trainer.best_value
     # the test-noise interval: the reported one is widened by the estimator's bias terms
     noise_ci = final.get("ci95_test_noise_nats", final["ci95_nats"])
-    return result_suspicions(final["mi_nats"], noise_ci, final["ci_method"], scored_valid, trainer.history)
+    out = result_suspicions(final["mi_nats"], noise_ci, final["ci_method"], scored_valid, trainer.history)
+    kept = getattr(trainer, "untrained_kept", None)
+    if kept is not None and not (ref and ref["selected"]):
+        out.append(f"no trained state validated significantly above the untrained critic (best {kept[1]:.3f} nats "
+                   f"at step {kept[0]}), so the untrained critic (T ~ 0) scored the test split; more validation "
+                   "data or training steps may show a dependence")
+    return out
 
 
 def flag_non_finite(doc: dict[str, Any]) -> list[str]:

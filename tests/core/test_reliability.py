@@ -161,7 +161,12 @@ def test_values_that_would_run_nothing_are_config_errors(run_config_file, tmp_pa
 
 
 # ----------------------------------------------------------------------------- suspicious results
-def test_silence_in_the_test_split_is_flagged(run_config_file, audio_dataset, tmp_path):
+def test_silence_in_the_test_split_does_not_pass_an_overfit_negative(run_config_file, audio_dataset, tmp_path):
+    # The tiny chirp corpus teaches the critic nothing that carries over between files: its best state
+    # validated 0.001 nats on the 2 validation files, and with 3 s of silence in each test file that
+    # state tested at about -0.06. Not significantly above the untrained critic, it no longer gives the
+    # estimate: the untrained one scores ~0, and the critic line and a warning say why. (A critic that
+    # did validate well and then collapses on test is flagged: test_trainer and the cases below.)
     for path in audio_dataset["files"]["test"]:
         wave, _ = sf.read(str(path), dtype="float32")
         sf.write(str(path), np.concatenate([wave, np.zeros(3 * SAMPLE_RATE, np.float32)]), SAMPLE_RATE,
@@ -169,9 +174,9 @@ def test_silence_in_the_test_split_is_flagged(run_config_file, audio_dataset, tm
     result = run(run_config_file())
     assert result.exit_code == 0, result.stderr
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
-    flagged = [w for w in doc["warnings"] if "far below the validation value" in w]
-    assert flagged and "constant frames" in flagged[0]
-    assert "WARNING: the test estimate" in (tmp_path / "out" / "summary.txt").read_text()
+    assert doc["mi_nats"] > -0.05
+    assert doc["critic"].startswith("untrained ") and "not significantly above it" in doc["critic"]
+    assert any("no trained state validated significantly above the untrained critic" in w for w in doc["warnings"])
 
 
 @pytest.mark.parametrize("mi, ci, valid, expect", [

@@ -9,7 +9,7 @@ import torch
 from minecli.core.data import FrameBank
 from minecli.core.resampling import (Units, bootstrap_interval, p_value_text, permutation_p, resampling_units,
                                      split_units, unit_offsets)
-from minecli.core.selection import ReferenceFit, ReferenceSelection
+from minecli.core.selection import ReferenceFit, ReferenceSelection, _se
 from minecli.core.serial import correlation_length, stream_correlation_length
 from minecli.testing import ar1_frames as ar1
 
@@ -73,7 +73,8 @@ def test_the_selection_rule_resamples_the_validation_blocks_of_a_long_series():
         fit = ReferenceFit(None, 0.0, "gaussian", ref_tj, torch.zeros(bank.n_frames, 4))  # type: ignore[arg-type]
         sel = ReferenceSelection(None, None, 1, 1, True, bank, (bank, torch.zeros(0)), None, _dv,  # type: ignore[arg-type]
                                  torch.device("cpu"), seed=0)
-        ses.append(sel.validation_se(fit, (gap + bank.x[:, 0] * 0.01, torch.zeros(bank.n_frames, 4))))
+        (trained, ref), m = sel.resampled([(gap + bank.x[:, 0] * 0.01, torch.zeros(bank.n_frames, 4)), (fit.tj, fit.tm)])
+        ses.append(_se(trained - ref, m))
     assert np.mean(ses) > 0.8 * 0.1 / math.sqrt(5), np.mean(ses)
 
 
