@@ -5,7 +5,8 @@ likelihood (with a little regularisation):
 
 - ``gaussian`` (two float streams): x and y jointly Gaussian. In canonical coordinates
   (u_k, v_k of unit variance with correlation rho_k) the ratio is, up to a constant,
-  sum_k rho_k/(4(1+rho_k)) (u_k+v_k)^2 - rho_k/(4(1-rho_k)) (u_k-v_k)^2. Beside it, copula.py fits
+  sum_k rho_k/(4(1+rho_k)) (u_k+v_k)^2 - rho_k/(4(1-rho_k)) (u_k-v_k)^2, with the sample rho_k and
+  two shrunk versions of them (``shrunk_correlations``). Beside it, copula.py fits
   the same on each dimension's normal scores (Gaussian copula) and a Student-t copula.
 - ``lda`` (single tokens against a float stream): the float side is Gaussian within each token's
   class with a shared covariance: T(k, y) = log N(y; mu_k, S) - log sum_j pi_j N(y; mu_j, S).
@@ -13,13 +14,15 @@ likelihood (with a little regularisation):
   its own in LDA's whitened space, shrunk towards the pooled one for rare tokens.
 - ``additive`` (several tokens per frame against a float stream): each token adds a mean vector.
 - ``table`` (single tokens on both sides): the add-alpha smoothed joint table, each conditional
-  table smoothed towards the other side's marginal, and, over one vocabulary, towards "the same token".
+  table smoothed towards the other side's marginal, and, over one vocabulary, towards "the same token";
+  each prior's pseudo-counts at the maximum of its Dirichlet-multinomial evidence.
 
 A reference critic is a fixed function, so its held-out bound is as valid a lower bound as the
 trained critic's. The trainer scores each candidate on the same validation protocol as the trained
 critic and keeps the reference unless the trained critic validates higher by more than one standard
-error: on small corpora these models need far fewer samples than a neural critic when they fit the
-data, and they lose the validation by far when they do not.
+error (and only when it beats the untrained critic significantly: selection.py): on small corpora
+these models need far fewer samples than a neural critic when they fit the data, and they lose the
+validation by far when they do not.
 """
 from __future__ import annotations
 

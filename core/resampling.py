@@ -29,8 +29,13 @@ def block_bootstrap_indices(n: int, block: int, gen: torch.Generator, size: int 
 #: Resampling blocks are this many correlation lengths long, so that frames of two blocks are nearly
 #: independent (AR(1): correlation e^-5 at that distance) and a block holds its own dependence.
 BLOCK_FACTOR = 5
-#: Fewer resampling units than this are too few for percentile intervals: a t interval widens them.
+#: Fewer utterances than this are too few to resample on their own: blocks within them are used where
+#: they fit (``resampling_units``).
 FEW_UNITS = 10
+#: Fewer resampled utterances than this get a t interval instead of bootstrap percentiles. With unit
+#: effects drawn from a t5 distribution, 400 draws each, percentiles covered the mean in 86% (11
+#: units), 90% (20) and 92% (40) of draws, the t interval in 97%, 95% and 94.5%.
+T_INTERVAL_UNITS = 50
 
 
 @dataclass(frozen=True)
@@ -126,8 +131,8 @@ def bootstrap_interval(bound: Bound, bank: FrameBank, tj: torch.Tensor, tm: torc
     draws, method = resamples(bank, b, gen, units)
     arr = np.asarray([float(bound(tj[idx], tm[idx])) for idx in draws])
     n_units = bank.n_utts if units.kind == "utterances" else 0
-    if 2 <= n_units < FEW_UNITS:
-        # Percentiles of a bootstrap over a handful of units are too narrow (the resamples' spread is
+    if 2 <= n_units < T_INTERVAL_UNITS:
+        # Percentiles of a bootstrap over a few dozen units are too narrow (the resamples' spread is
         # biased low by (U-1)/U and its tails are coarse): a t interval on U-1 degrees of freedom.
         centre = float(bound(tj, tm))
         half = t975(n_units - 1) * float(arr.std()) * math.sqrt(n_units / (n_units - 1))

@@ -11,7 +11,7 @@ import torch
 
 from .data import FrameBank
 from .reference import ReferenceCritic, fit_references, reference_kind
-from .resampling import FEW_UNITS, Bound, resamples, split_units, t975
+from .resampling import T_INTERVAL_UNITS, Bound, resamples, split_units, t975
 from .spec import StreamSpec
 
 Scores = tuple[torch.Tensor, torch.Tensor]
@@ -88,7 +88,7 @@ class ReferenceSelection:
     @staticmethod
     def significant(value: float, bounds: np.ndarray, m: int, untrained: float) -> bool:
         """``value`` above the untrained critic's validation (T ~ 0: bound ~ 0, the simplest critic of all) by a
-        two-sided 95% margin of its resampled ``bounds``: a t quantile when they come from m < FEW_UNITS units.
+        two-sided 95% margin of its resampled ``bounds``: a t quantile when they come from m < T_INTERVAL_UNITS units.
 
         A validation value is the best of many checkpoints or of some 20 reference candidates: on independent
         streams with 4 validation utterances a reference read 0.15 +- 0.11 nats and tested at -0.10, and a
@@ -99,13 +99,13 @@ class ReferenceSelection:
 
     def resampled(self, scores: list[Scores], b: int = 200) -> tuple[list[np.ndarray], int]:
         """Each critic's validation bound over ``b`` paired resamples, by the units that carry the split's
-        dependence (as the test interval is), and the number of units when they are few utterances (else 0)."""
+        dependence (as the test interval is), and the number of units when they are under T_INTERVAL_UNITS utterances (else 0)."""
         bank = self.protocol[0]
         units = split_units(bank, scores[0][0])
         draws, _ = resamples(bank, b, torch.Generator().manual_seed(self.seed + 6), units)
         arr = np.asarray([[float(self.bound(tj[i], tm[i])) for tj, tm in scores] for i in draws]).reshape(-1, len(scores))
         m = bank.n_utts if units.kind == "utterances" else 0
-        return list(arr.T), (m if 2 <= m < FEW_UNITS else 0)
+        return list(arr.T), (m if 2 <= m < T_INTERVAL_UNITS else 0)
 
     def cannot_overtake(self, step: int, best_value: float, history: list[dict[str, float]], patience: int | None,
                         validate_every: int, min_steps: int, total_steps: int) -> bool:

@@ -94,7 +94,7 @@ def test_all_four_pairings_with_and_without_context(pairing, context):
     # spans at most two tokens (held 3 frames each), so with context the MI is at most twice that.
     ceiling = truth if context == 1 else 2 * truth
     assert 0.6 * truth < r.mi_nats < ceiling + 0.15, (pairing, context, r.mi_nats, truth)
-    assert r.ci_method == "utterances"
+    assert r.ci_method.startswith("utterances")  # resampled by utterance (a t interval over fewer than 50)
 
 
 def test_batch_norm_is_warned_about():
