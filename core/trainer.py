@@ -267,8 +267,8 @@ class Trainer:
         rep = self.reference_report
         if rep is not None and rep["selected"]:
             return (f"{rep['critic']}; validation {rep['valid_nats']:.3f} nats against {rep['trained_valid_nats']:.3f} "
-                    f"for the trained {self.model.describe()} (which would need a significant lead, "
-                    f"{rep['lead_needed_nats']:.3f})")
+                    f"for the trained {self.model.describe()} (which would need a lead of one standard error, "
+                    f"{rep['difference_se_nats']:.3f})")
         notes = []
         name = self.model.describe()
         if self.untrained_kept is not None:
@@ -317,7 +317,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ selection
     def consider_reference(self) -> None:
-        """Select the pairing's closed-form critic unless the trained one validates significantly higher.
+        """Select the pairing's closed-form critic unless the trained one validates higher by more than one SE.
 
         Distributed, every rank must call it: rank 0 alone fits and selects, and the others receive its choice
         (they score the test split with the selected critic).
