@@ -581,18 +581,18 @@ def _fit_matching_table(keys: torch.Tensor, cell: torch.Tensor, nx: torch.Tensor
     vx, vy = px.numel(), py.numel()
     common = min(vx, vy)  # vocabularies inferred from data may differ by the unseen top ids
     n = float(nx.sum())
-    diag = keys // vy == keys % vy
+    rx, ry = keys // vy, keys % vy
+    diag = rx == ry
     matches = float(cell[diag].sum())
     chance = float((px[:common] * py[:common]).sum())
     w = (matches / n - chance) / (1.0 - chance)
     if w <= 0.01:
         return []
     # What shows when the token is not kept: the columns' counts off the diagonal.
-    off = torch.zeros(vy, dtype=torch.float64).index_add_(0, keys[~diag] % vy, cell[~diag]) + 0.5
+    off = torch.zeros(vy, dtype=torch.float64).index_add_(0, ry[~diag], cell[~diag]) + 0.5
     off = off / off.sum()
     zx = torch.zeros(vx, dtype=torch.float64)
-    rx, ry = keys // vy, keys % vy
-    fitted = dirichlet_evidence_fit(cell, nx, (1.0 - w) * off[ry] + w * (rx == ry).double())
+    fitted = dirichlet_evidence_fit(cell, nx, (1.0 - w) * off[ry] + w * diag.double())
     out: list[ReferenceCritic] = []
     for beta in (fitted, math.inf):
         if math.isinf(beta):

@@ -62,14 +62,15 @@ class ReferenceSelection:
         fit, rep = self.fit, self.report
         return fit.critic if fit is not None and rep is not None and rep["selected"] else None
 
-    def consider(self, model: torch.nn.Module, best_value: float, history: list[dict[str, float]]) -> None:
-        """Select the closed-form critic unless the trained one validates higher by more than one SE, and only
-        when it beats the untrained critic significantly."""
+    def consider(self, model: torch.nn.Module, best_value: float, history: list[dict[str, float]],
+                 scores: Scores | None = None) -> None:
+        """Select the closed-form critic unless the trained one (its validation ``scores``, scored here when not
+        given) validates higher by more than one SE, and only when it beats the untrained critic significantly."""
         self.report = None
         fit = self.candidate()
         if fit is None:
             return
-        (trained, ref), m = self.resampled([self.score(model), (fit.tj, fit.tm)])
+        (trained, ref), m = self.resampled([scores if scores is not None else self.score(model), (fit.tj, fit.tm)])
         margin = _se(trained - ref, m)
         # One-standard-error rule: the trained critic's best validation is a maximum over many
         # checkpoints, so it reads high; the reference (a handful of parameters) is kept unless the

@@ -24,7 +24,7 @@ from .precision import autocast, resolve_precision, takes_bf16_input
 from .prefetch import BatchPrefetcher
 from .reference import ReferenceCritic
 from .registry import get_estimator_class
-from .resampling import (Units, block_bootstrap_indices, block_length, bootstrap_interval, p_value_text, permutation_p,
+from .resampling import (block_bootstrap_indices, block_length, bootstrap_interval, p_value_text, permutation_p,
                          split_units)
 from .result import LOG2, MIResult, entropy_report, result_warnings
 from .resume import Checkpoints
@@ -316,14 +316,14 @@ class Trainer:
         return self.score_bank(bank, neg, critic=critic)
 
     # ------------------------------------------------------------------ selection
-    def consider_reference(self) -> None:
+    def consider_reference(self, scores: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         """Select the pairing's closed-form critic unless the trained one validates higher by more than one SE.
 
         Distributed, every rank must call it: rank 0 alone fits and selects, and the others receive its choice
         (they score the test split with the selected critic).
         """
         if self.primary:
-            self.selection.consider(self.model, self.best_value, self.history)
+            self.selection.consider(self.model, self.best_value, self.history, scores)
             if self.reference is not None and self.checkpoints is not None:
                 self.checkpoints.save_reference(self)
         self._share_selection()
@@ -489,27 +489,29 @@ class Trainer:
         self._save("last")
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-        self._keep_training_if_significant()
-        self.consider_reference()
+        self.consider_reference(self._keep_training_if_significant())
         return self.history
 
-    def _keep_training_if_significant(self) -> None:
+    def _keep_training_if_significant(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Back to the untrained critic when the best trained state does not validate significantly above it
-        (``ReferenceSelection.significant``); rank 0 decides for every rank."""
-        if self.initial_state is None or self.best_step == 0 or not self.history:
-            return
-        revert = False
+        (``ReferenceSelection.significant``); rank 0 decides for every rank. Returns the kept state's validation
+        scores where rank 0 computed them, for the reference selection."""
+        if self.best_step == 0 or not self.history or self.initial_state is None:
+            return None
+        revert, scores = False, None
         if self.primary:
-            untrained = self.history[0]["valid_mi"]
-            revert = not self.selection.beats_untrained(self.best_value, self._score_protocol(self.model), untrained)
+            scores = self._score_protocol(self.model)
+            revert = not self.selection.beats_untrained(self.best_value, scores, self.history[0]["valid_mi"])
         if self.distributed:
             from .distributed import broadcast
 
             revert = broadcast(revert)
-        if revert:
-            self.untrained_kept = (self.best_step, self.best_value)
-            self.model.load_state_dict(self.initial_state)
-            self.best_value, self.best_step = self.history[0]["valid_mi"], 0
+        if not revert:
+            return scores
+        self.untrained_kept = (self.best_step, self.best_value)
+        self.model.load_state_dict(self.initial_state)
+        self.best_value, self.best_step = self.history[0]["valid_mi"], 0
+        return None
 
     def _share_selection(self) -> None:
         """Rank 0's reference fit and selection on every rank, which all score with the selected critic."""
@@ -552,7 +554,7 @@ class Trainer:
                 # The bootstrap and the permutation null stay on rank 0, which alone holds the scores; the
                 # other ranks go on to the in-sample scoring below and wait there for rank 0.
                 value = float(bound(tj, tm))
-                units = self.resampling_units(bank, tj)
+                units = split_units(bank, tj)
                 lo, hi, method = bootstrap_interval(bound, bank, tj, tm, self.cfg.bootstrap, gen, units)
                 p_value = permutation_p(bound, self.scorer, bank, tj, tm, n_perm, self.cx, self.cy, self.device,
                                         gen, units)
@@ -593,7 +595,3 @@ class Trainer:
         other = self.model if self.reference is not None else fit.critic
         tj, tm = self.score_bank(bank, self.est_cfg.eval_negatives, gen=gen, critic=other, sharded=True)
         return self._bound(tj, tm)
-
-    def resampling_units(self, bank: FrameBank, tj: torch.Tensor) -> Units:
-        """The units the interval and the null resample (``split_units``)."""
-        return split_units(bank, tj)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -125,21 +126,28 @@ def test_re_pairing_utterances_keeps_the_false_positive_rate_at_its_nominal_leve
     assert frame_hits >= 15, frame_hits
 
 
+def _mean_coverage(utterances: Callable[[], list[np.ndarray]], draws: int, gen: torch.Generator) -> tuple[int, str]:
+    """How many of ``draws`` utterance-bootstrap intervals of the mean cover 0, and how the last was made."""
+    covered, method = 0, ""
+    for _ in range(draws):
+        xs = utterances()
+        bank = _bank(xs, xs)
+        tj = bank.x[:, 0].clone()
+        lo, hi, method = bootstrap_interval(lambda a, b: a.mean(), bank, tj, tj[:, None], 200, gen,
+                                            Units("utterances", 1, len(xs[0])))
+        covered += lo <= 0.0 <= hi
+    return covered, method
+
+
 def test_few_units_get_a_t_interval_that_covers_the_utterance_level_noise():
     # The mean of 6 utterances with offsets sd 1 (and AR noise that averages out over 250 frames):
     # its standard error is ~1/sqrt(6). A t interval on 5 degrees of freedom covers the true mean 0 in
     # 95% of draws; percentiles of 6 resampled utterances cover it in ~85% (too narrow). Over 200
     # draws, coverage below 0.88 would be 3 binomial SE under 95%.
     rng = np.random.default_rng(4)
-    gen = torch.Generator().manual_seed(1)
-    covered = 0
-    for _ in range(200):
-        xs = [np.full((250, 1), rng.standard_normal(), np.float32) + ar1(250, 5, rng, 1) * 0.1 for _ in range(6)]
-        bank = _bank(xs, xs)
-        tj = bank.x[:, 0].clone()
-        lo, hi, method = bootstrap_interval(lambda a, b: a.mean(), bank, tj, tj[:, None], 200, gen,
-                                            Units("utterances", 1, 250))
-        covered += lo <= 0.0 <= hi
+    covered, method = _mean_coverage(
+        lambda: [np.full((250, 1), rng.standard_normal(), np.float32) + ar1(250, 5, rng, 1) * 0.1 for _ in range(6)],
+        200, torch.Generator().manual_seed(1))
     assert method == "utterances (6; t interval)"
     assert covered >= 0.88 * 200, covered
 
@@ -149,15 +157,8 @@ def test_a_few_dozen_units_still_get_a_t_interval_that_holds_its_level():
     # ~90% of 400 draws, the t interval on 19 degrees of freedom in ~95% (these 300 seeded draws: 88%
     # and 93%). Coverage below 0.915 would be 3 binomial SE (0.0126 each) under 95%.
     rng = np.random.default_rng(5)
-    gen = torch.Generator().manual_seed(2)
-    covered = 0
-    for _ in range(300):
-        xs = [np.full((40, 1), rng.standard_t(5), np.float32) for _ in range(20)]
-        bank = _bank(xs, xs)
-        tj = bank.x[:, 0].clone()
-        lo, hi, method = bootstrap_interval(lambda a, b: a.mean(), bank, tj, tj[:, None], 200, gen,
-                                            Units("utterances", 1, 40))
-        covered += lo <= 0.0 <= hi
+    covered, method = _mean_coverage(lambda: [np.full((40, 1), rng.standard_t(5), np.float32) for _ in range(20)],
+                                     300, torch.Generator().manual_seed(2))
     assert method == "utterances (20; t interval)"
     assert covered >= 0.915 * 300, covered
 
