@@ -115,9 +115,10 @@ def render_html(rows: list[dict[str, Any]], chart: Path, groups: list[Group], ti
     """One self-contained page: the table of runs, the bar chart and every group's table and plot."""
     parts = [f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{html.escape(title)}</title>"
              f"\n<style>{_STYLE}</style>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>",
-             f"<p class=\"note\">{len(rows)} finished runs, written {time.strftime('%Y-%m-%d %H:%M')}. MI is a lower "
-             "bound in nats per sample (a frame, or a context window where per is 'window') on each run's held-out "
-             "test split, with its 95% interval; bits/s count non-overlapping samples per second of audio "
+             f"<p class=\"note\">{len(rows)} finished runs, written {time.strftime('%Y-%m-%d %H:%M')}. MI is in nats "
+             "per sample (a frame, or a context window where per is 'window'): each run's held-out bound on its test "
+             "split, a lower bound, or where a closed-form critic gave it that bound extrapolated to unlimited "
+             "training data (results.json, half_sample), with its 95% interval; bits/s count non-overlapping samples per second of audio "
              "(results.json, units.per_second_definition).</p>",
              "<h2>Runs</h2>", _html_table(rows, COLUMNS),
              f"<h2>MI by run</h2>\n<img alt=\"MI by run\" src=\"{_data_uri(chart)}\">"]

@@ -21,8 +21,9 @@ def summary_text(doc: dict[str, Any]) -> str:
         f"  x: {stream(sx)}",
         f"  y: {stream(sy)}",
         *_lag_lines(doc),
-        f"  estimator: {doc['estimator']} ({'lower bound' if doc['lower_bound'] else 'not a strict bound'}), "
+        f"  estimator: {doc['estimator']} ({_bound_kind(doc)}), "
         f"test frames {doc['frames']['test']}, CI by {doc['ci_method']}",
+        *_half_sample_lines(doc),
     ]
     if doc.get("ci95_test_noise_nats"):
         nlo, nhi = doc["ci95_test_noise_nats"]
@@ -71,6 +72,28 @@ def summary_text(doc: dict[str, Any]) -> str:
     for w in doc.get("warnings") or []:
         lines.append(f"  WARNING: {w}")
     return "\n".join(lines)
+
+
+def _bound_kind(doc: dict[str, Any]) -> str:
+    """What the number is: a lower bound, a bound extrapolated to unlimited training data, or neither."""
+    if doc.get("half_sample"):
+        return "a held-out bound extrapolated to unlimited training data"
+    return "lower bound" if doc["lower_bound"] else "not a strict bound"
+
+
+def _half_sample_lines(doc: dict[str, Any]) -> list[str]:
+    """The held-out bound beside its half-sample correction, when the estimate is corrected."""
+    half = doc.get("half_sample")
+    if not half:
+        return []
+    held = f"  held-out lower bound: {half['held_out_bound_nats']:.4f} nats"
+    if half.get("ci95_held_out_nats"):
+        lo, hi = half["ci95_held_out_nats"]
+        held += f", 95% test noise [{lo:.4f}, {hi:.4f}]"
+    if half.get("half_sample_bounds_nats"):
+        parts = ", ".join(f"{b:.4f}" for b in half["half_sample_bounds_nats"])
+        held += f"; the same critic refitted on each half of the train split: {parts}"
+    return [held + " (critic.half_sample_correction: false reports the bound)"]
 
 
 def _arithmetic(tr: dict[str, Any]) -> str:

@@ -36,6 +36,10 @@ class CriticConfig:
                                        "a smoothed table for two token streams); it gives the "
                                        "estimate unless the trained critic validates higher by more than one "
                                        "standard error, and training stops once it cannot catch up")
+    half_sample_correction: bool = param(True, help="when the closed-form critic gives the estimate, refit it on two "
+                                                    "halves of the train split and extrapolate its held-out bound "
+                                                    "to unlimited training data (Richardson): the number is then no "
+                                                    "longer a lower bound; the bound itself is reported beside it")
     form: Literal["auto", "mlp", "classifier"] = param(
         "auto", help="mlp: T = MLP(concat(h_x, h_y)); classifier: T = log q(token | other side) - log pi(token) "
                      "for a stream of single tokens (one codebook, context 1); auto: classifier when a side is "

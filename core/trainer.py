@@ -30,6 +30,7 @@ from .result import LOG2, MIResult, entropy_report, result_warnings
 from .resume import Checkpoints
 from .runtime import training_threads
 from .scoring import score_bank, valid_protocol
+from .half_sample import corrected_estimate
 from .selection import ReferenceFit, ReferenceSelection
 from .settings import CriticConfig, EstimatorConfig, HeadConfig, TrainConfig
 from .spec import StreamSpec
@@ -548,14 +549,30 @@ class Trainer:
         bound = self.estimator.bound
         self._sync_buffers()
         with lean_allocations():
+            negatives = gen.get_state()
             tj, tm = self.score_bank(bank, k, gen=gen, sharded=True)
+            halves = self._half_sample_critics()
+            half_scores = []
+            for critic, _ in halves:
+                # the same negatives as the selected critic's, so that test noise cancels in the correction
+                same = torch.Generator()
+                same.set_state(negatives)
+                half_scores.append(self.score_bank(bank, k, gen=same, critic=critic, sharded=True))
             n_perm = self.cfg.null_permutations
+            correction: dict[str, Any] = {}
             if self.primary:
                 # The bootstrap and the permutation null stay on rank 0, which alone holds the scores; the
                 # other ranks go on to the in-sample scoring below and wait there for rank 0.
                 value = float(bound(tj, tm))
                 units = split_units(bank, tj)
+                boot = gen.get_state()
                 lo, hi, method = bootstrap_interval(bound, bank, tj, tm, self.cfg.bootstrap, gen, units)
+                if halves:
+                    again = torch.Generator()
+                    again.set_state(boot)  # the same resamples as the held-out bound's interval
+                    value, lo, hi, method, correction = corrected_estimate(
+                        bound, bank, [(tj, tm), *half_scores], [share for _, share in halves], (value, lo, hi),
+                        self.cfg.bootstrap, again, units)
                 p_value = permutation_p(bound, self.scorer, bank, tj, tm, n_perm, self.cx, self.cy, self.device,
                                         gen, units)
             # A generator of its own, so that the test-noise interval and the p-value are those of before.
@@ -565,12 +582,33 @@ class Trainer:
             if not self.primary:
                 return {}
             ci, terms = honest_interval(value, (lo, hi), in_sample, [] if other is None else [other], n_in)
+            if correction:
+                # the held-out bound's own interval stays inside: the correction is an extrapolation
+                ci = (min(ci[0], correction["ci95_held_out_nats"][0]), ci[1])
+                terms["held_out_bound"] = list(correction["ci95_held_out_nats"])
         return {"mi_nats": value, "ci95_nats": ci, "ci95_test_noise_nats": (lo, hi), "ci_terms": terms,
+                "half_sample": correction or None,
                 "ci_method": method, "p_value": p_value,
                 "p_value_text": p_value_text(p_value, n_perm), "n_permutations": n_perm,
                 "permutation_unit": units.describe() if n_perm else None,
                 "correlation_length_frames": units.correlation_length,
                 "n_frames": bank.n_frames, "n_utts": bank.n_utts, "n_marginal": int(tm.numel())}
+
+    def _half_sample_critics(self) -> list[tuple[ReferenceCritic, float]]:
+        """The selected reference refitted on two halves of the train split (rank 0 fits, every rank receives
+        them), or none: no reference selected, the correction off, or too few train units."""
+        if self.reference is None or not self.critic_cfg.half_sample_correction:
+            return []
+        halves = self.selection.half_fits() if self.primary else []
+        if self.distributed:
+            from .distributed import broadcast
+
+            for critic, _ in halves:
+                critic.cpu()  # pickled through the CPU, as the selection is
+            halves = broadcast(halves)
+            for critic, _ in halves:
+                critic.to(self.device)
+        return halves
 
     def in_sample_bound(self, gen: torch.Generator, cap: int = 20_000) -> tuple[float | None, int]:
         """The scoring critic's bound on (up to ``cap`` frames of) its own train split, and the frames used

@@ -59,7 +59,11 @@ def trainer_suspicions(trainer: Any, final: dict[str, Any]) -> list[str]:
     scored_valid = ref["valid_nats"] if ref and ref["selected"] else trainer.best_value
     # the test-noise interval: the reported one is widened by the estimator's bias terms
     noise_ci = final.get("ci95_test_noise_nats", final["ci95_nats"])
-    out = result_suspicions(final["mi_nats"], noise_ci, final["ci_method"], scored_valid, trainer.history)
+    mi, half = final["mi_nats"], final.get("half_sample")
+    if half and half.get("ci95_held_out_nats"):
+        # validation is a held-out bound: it is compared with the test bound before any correction
+        mi, noise_ci = half["held_out_bound_nats"], half["ci95_held_out_nats"]
+    out = result_suspicions(mi, noise_ci, final["ci_method"], scored_valid, trainer.history)
     kept = getattr(trainer, "untrained_kept", None)
     if kept is not None and not (ref and ref["selected"]):
         out.append(f"no trained state validated significantly above the untrained critic (best {kept[1]:.3f} nats "

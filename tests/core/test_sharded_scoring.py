@@ -99,3 +99,7 @@ def test_sharded_validation_selection_and_estimate_equal_one_process(tmp_path):
     assert {"in_sample_nats", "other_estimates_nats"} <= ref["ci_terms"].keys() == est["ci_terms"].keys()
     for key, value in ref["ci_terms"].items():
         assert est["ci_terms"][key] == pytest.approx(value, rel=1e-5, abs=1e-5), key
+    # the reference refitted on halves of the train split reached rank 1 too, which scored its share with them
+    assert ref["half_sample"] is not None and est["half_sample"] is not None
+    for key in ("held_out_bound_nats", "half_sample_bounds_nats", "half_sample_shares"):
+        assert est["half_sample"][key] == pytest.approx(ref["half_sample"][key], rel=1e-5, abs=1e-5), key
