@@ -19,8 +19,8 @@ from .io import write_text
 from .plots import plot_bars
 from .tables import read_results, result_row, to_markdown, write_table
 
-COLUMNS = ("run", "x", "y", "estimator", "mi_nats", "mi_bits", "ci95_lo_nats", "ci95_hi_nats", "mi_bits_per_second",
-           "per", "ceiling_x_nats", "ceiling_y_nats", "frames_test", "seconds", "critic")
+COLUMNS = ("run", "x", "y", "estimator", "mi_nats", "mi_bits", "ci95_lo_nats", "ci95_hi_nats", "held_out_bound_nats",
+           "mi_bits_per_second", "per", "ceiling_x_nats", "ceiling_y_nats", "frames_test", "seconds", "critic")
 
 
 @dataclass

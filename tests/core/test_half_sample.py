@@ -1,6 +1,8 @@
 """The half-sample correction: a closed-form critic's held-out bound extrapolated to unlimited training data."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -97,3 +99,28 @@ def test_the_summary_shows_the_held_out_bound_beside_the_corrected_number():
     (line,) = _half_sample_lines(doc)
     assert "0.6123" in line and "[0.5500, 0.6700]" in line and "0.5321, 0.5456" in line
     assert _half_sample_lines({"half_sample": None, "lower_bound": True}) == []
+
+
+@pytest.mark.usefixtures("installed_plugins")
+def test_a_run_writes_the_held_out_bound_beside_the_corrected_number(npy_corpus, write_yaml, tmp_path):
+    from minecli.core.pipeline import run_config
+
+    def pair(rng, split, i):
+        x = rng.integers(0, 8, 300)
+        return x, np.where(rng.random(300) < 0.7, x, rng.integers(0, 8, 300))
+
+    corpus = npy_corpus(pair, counts=(("train", 10), ("valid", 3), ("test", 3)))
+    spec = {"kind": "index", "vocab_size": 8, "frame_rate": 100}
+    cfg = write_yaml(tmp_path / "tokens.yaml", corpus["doc"](spec, spec, training={"steps": 20, "validate_every": 10}))
+    run = run_config(cfg)
+    doc = run.document
+    assert doc["critic"].startswith("table reference"), doc["critic"]
+    half = doc["half_sample"]
+    assert doc["lower_bound"] is False and doc["held_out_bound_nats"] == half["held_out_bound_nats"]
+    assert len(half["half_sample_bounds_nats"]) == 2 and sum(half["half_sample_shares"]) == pytest.approx(1.0)
+    assert doc["ci95_nats"][0] <= half["ci95_held_out_nats"][0]
+    summary = (tmp_path / "out" / "summary.txt").read_text()
+    assert "extrapolated to unlimited training data" in summary
+    assert f"held-out lower bound: {half['held_out_bound_nats']:.4f} nats" in summary
+    on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert on_disk["half_sample"]["half_sample_bounds_nats"] == pytest.approx(half["half_sample_bounds_nats"])
