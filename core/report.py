@@ -86,7 +86,7 @@ def _half_sample_lines(doc: dict[str, Any]) -> list[str]:
     half = doc.get("half_sample")
     if not half:
         return []
-    held = f"  held-out lower bound: {half['held_out_bound_nats']:.4f} nats"
+    held = f"  held-out bound before the correction: {half['held_out_bound_nats']:.4f} nats"
     if half.get("ci95_held_out_nats"):
         lo, hi = half["ci95_held_out_nats"]
         held += f", 95% test noise [{lo:.4f}, {hi:.4f}]"

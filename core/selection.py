@@ -63,23 +63,29 @@ class ReferenceSelection:
                 best = ReferenceFit(cand, value, kind, tj, tm)
         return best
 
-    def half_fits(self) -> list[tuple[ReferenceCritic, float]]:
+    def half_fits(self) -> tuple[list[tuple[ReferenceCritic, float]], str | None]:
         """The reference procedure (fit every candidate, keep the best validated) repeated on two complementary
-        random halves of the train units: each half's critic and its share of the train frames.
+        random halves of the train units: each half's critic and its share of the train frames, and why there
+        are none when a half could not be fitted.
 
         For the half-sample (Richardson) correction: a critic fitted on n frames scores I - c/n + O(1/n^2)
         on held-out frames, so the bound's shortfall is read off the bounds at n and at a half of n.
         """
         fit = self.fit
         if fit is None:
-            return []
+            return [], None
         out = []
         for half in split_halves(self.train, self.seed + 7):
-            best = self._best_of(fit.kind, half)
+            try:
+                best = self._best_of(fit.kind, half)
+            except (RuntimeError, ValueError) as exc:
+                # the full fit succeeded: a degenerate half (a constant dimension, a singular covariance)
+                # costs the correction, not the run
+                return [], f"the {fit.kind} reference could not be refitted on half of the train split ({exc})"
             if best is None:
-                return []
+                return [], f"no {fit.kind} reference refitted on half of the train split validated to a finite bound"
             out.append((best.critic, half.n_frames / self.train.n_frames))
-        return out
+        return out, None
 
     @property
     def selected(self) -> ReferenceCritic | None:

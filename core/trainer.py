@@ -198,6 +198,8 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.initial_state: dict[str, torch.Tensor] | None = None
         self.untrained_kept: tuple[int, float] | None = None  # (best step, its validation) when reverted
+        #: why the selected reference's estimate was left uncorrected although the correction was on (rank 0)
+        self.half_sample_note: str | None = None
         self.stop_reason: str | None = None
         self._valid_protocol = valid_protocol(valid, self.cfg.valid_frames, self.cfg.valid_negatives, self.cfg.seed)
         self.selection = ReferenceSelection(spec_x, spec_y, self.cx, self.cy, self.critic_cfg.reference, train,
@@ -570,9 +572,13 @@ class Trainer:
                 if halves:
                     again = torch.Generator()
                     again.set_state(boot)  # the same resamples as the held-out bound's interval
-                    value, lo, hi, method, correction = corrected_estimate(
-                        bound, bank, [(tj, tm), *half_scores], [share for _, share in halves], (value, lo, hi),
-                        self.cfg.bootstrap, again, units)
+                    fixed = corrected_estimate(bound, bank, [(tj, tm), *half_scores], [share for _, share in halves],
+                                               (value, lo, hi), self.cfg.bootstrap, again, units)
+                    if all(math.isfinite(v) for v in fixed[:3]):
+                        value, lo, hi, method, correction = fixed
+                    else:
+                        self.half_sample_note = (f"the half-sample correction was not finite (halves' bounds "
+                                                 f"{fixed[4]['half_sample_bounds_nats']})")
                 p_value = permutation_p(bound, self.scorer, bank, tj, tm, n_perm, self.cx, self.cy, self.device,
                                         gen, units)
             # A generator of its own, so that the test-noise interval and the p-value are those of before.
@@ -599,7 +605,9 @@ class Trainer:
         them), or none: no reference selected, the correction off, or too few train units."""
         if self.reference is None or not self.critic_cfg.half_sample_correction:
             return []
-        halves = self.selection.half_fits() if self.primary else []
+        halves: list[tuple[ReferenceCritic, float]] = []
+        if self.primary:
+            halves, self.half_sample_note = self.selection.half_fits()
         if self.distributed:
             from .distributed import broadcast
 

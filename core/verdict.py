@@ -64,6 +64,9 @@ def trainer_suspicions(trainer: Any, final: dict[str, Any]) -> list[str]:
         # validation is a held-out bound: it is compared with the test bound before any correction
         mi, noise_ci = half["held_out_bound_nats"], half["ci95_held_out_nats"]
     out = result_suspicions(mi, noise_ci, final["ci_method"], scored_valid, trainer.history)
+    note = getattr(trainer, "half_sample_note", None)
+    if note:
+        out.append(f"{note}: the estimate is the held-out bound, not corrected for the size of the train split")
     kept = getattr(trainer, "untrained_kept", None)
     if kept is not None and not (ref and ref["selected"]):
         out.append(f"no trained state validated significantly above the untrained critic (best {kept[1]:.3f} nats "

@@ -121,6 +121,44 @@ def test_a_run_writes_the_held_out_bound_beside_the_corrected_number(npy_corpus,
     assert doc["ci95_nats"][0] <= half["ci95_held_out_nats"][0]
     summary = (tmp_path / "out" / "summary.txt").read_text()
     assert "extrapolated to unlimited training data" in summary
-    assert f"held-out lower bound: {half['held_out_bound_nats']:.4f} nats" in summary
+    assert f"held-out bound before the correction: {half['held_out_bound_nats']:.4f} nats" in summary
     on_disk = json.loads((tmp_path / "out" / "results.json").read_text())
     assert on_disk["half_sample"]["half_sample_bounds_nats"] == pytest.approx(half["half_sample_bounds_nats"])
+
+
+def test_a_half_that_cannot_be_refitted_costs_the_correction_not_the_run(monkeypatch):
+    import minecli.core.selection as selection
+
+    real, calls = selection.fit_references, []
+
+    def fail_on_halves(*args, **kwargs):
+        calls.append(args[1].n_frames)
+        if len(calls) > 1:  # the full train split fits; its halves hit a singular covariance
+            raise RuntimeError("linalg.eigh: the algorithm failed to converge")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(selection, "fit_references", fail_on_halves)
+    x, y, _ = _dirichlet_table(4, 3000)
+    r = minecli.estimate_mi(x, y, seed=0, x_kind="index", y_kind="index", **FAST)
+    assert len(calls) == 2 and calls[1] < calls[0]
+    assert r.critic.startswith("table reference") and r.held_out_bound_nats is None and r.lower_bound
+    assert any("could not be refitted on half of the train split (linalg.eigh" in w and "held-out bound" in w
+               for w in r.warnings), r.warnings
+
+
+def test_a_correction_that_is_not_finite_leaves_the_held_out_bound(monkeypatch):
+    import minecli.core.trainer as trainer
+
+    real = trainer.corrected_estimate
+
+    def broken(*args, **kwargs):
+        value, lo, hi, method, terms = real(*args, **kwargs)
+        return float("nan"), lo, hi, method, terms
+
+    monkeypatch.setattr(trainer, "corrected_estimate", broken)
+    x, y, _ = _dirichlet_table(4, 3000)
+    off = minecli.estimate_mi(x, y, seed=0, x_kind="index", y_kind="index",
+                              critic={"half_sample_correction": False}, **FAST)
+    r = minecli.estimate_mi(x, y, seed=0, x_kind="index", y_kind="index", **FAST)
+    assert r.mi_nats == pytest.approx(off.mi_nats, abs=1e-9) and r.held_out_bound_nats is None and r.lower_bound
+    assert any("half-sample correction was not finite" in w for w in r.warnings), r.warnings
