@@ -23,13 +23,22 @@ def split_halves(train: FrameBank, seed: int) -> list[FrameBank]:
 
 
 class Columns:
-    """Score arrays of several critics on the same frames, indexed together (without stacking a copy)."""
+    """Score arrays of several critics on the same frames, indexed together and lazily: a resample's rows are
+    gathered one critic at a time, so that a bootstrap over a large test split holds one resampled copy at once."""
 
-    def __init__(self, arrays: list[torch.Tensor]) -> None:
-        self.arrays = arrays
+    def __init__(self, arrays: list[torch.Tensor], idx: torch.Tensor | None = None) -> None:
+        self.arrays, self.idx = arrays, idx
 
     def __getitem__(self, idx: torch.Tensor) -> "Columns":
-        return Columns([a[idx] for a in self.arrays])
+        return Columns(self.arrays, idx if self.idx is None else self.idx[idx])
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def column(self, i: int) -> torch.Tensor:
+        """Critic i's scores at the selected rows."""
+        a = self.arrays[i]
+        return a if self.idx is None else a[self.idx]
 
 
 class HalfSampleBound:
@@ -42,10 +51,10 @@ class HalfSampleBound:
 
     def halves(self, tj: Columns, tm: Columns) -> list[float]:
         """Each part's held-out bound."""
-        return [float(self.bound(j, m)) for j, m in zip(tj.arrays[1:], tm.arrays[1:])]
+        return [float(self.bound(tj.column(i), tm.column(i))) for i in range(1, len(tj))]
 
     def __call__(self, tj: Columns, tm: Columns) -> float:
-        full = float(self.bound(tj.arrays[0], tm.arrays[0]))
+        full = float(self.bound(tj.column(0), tm.column(0)))
         parts = self.halves(tj, tm)
         return full + sum((full - b) * s / (1 - s) for b, s in zip(parts, self.shares)) / len(parts)
 

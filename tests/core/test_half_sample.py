@@ -30,8 +30,9 @@ def test_the_extrapolation_recovers_a_shortfall_that_falls_as_one_over_the_train
     assert corrected(tj, tm) == pytest.approx(truth, abs=1e-9)
     # resampled frames index every critic's scores alike
     picked = tj[torch.tensor([0, 0, 3])]
-    assert [a.shape for a in picked.arrays] == [(3,)] * 3 and corrected(picked, tm[torch.tensor([0, 0, 3])]) == \
-        pytest.approx(truth, abs=1e-9)
+    assert [picked.column(i).shape for i in range(3)] == [(3,)] * 3
+    assert picked[torch.tensor([1, 2])].column(0).shape == (2,)  # a resample of a resample composes the rows
+    assert corrected(picked, tm[torch.tensor([0, 0, 3])]) == pytest.approx(truth, abs=1e-9)
 
 
 def _dirichlet_table(seed: int, n: int, vx: int = 48, vy: int = 32, alpha: float = 0.5):
