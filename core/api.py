@@ -209,9 +209,9 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
     train_s = sum(t.train_seconds for t, _, _ in fits)
     return MIResult(mi_nats=final["mi_nats"], ci95_nats=final["ci95_nats"], estimator=estimator,
                     ci95_test_noise_nats=final["ci95_test_noise_nats"], ci_terms=final["ci_terms"],
-                    lower_bound=bool(trainer.estimator.lower_bound) and final.get("half_sample") is None,
+                    lower_bound=bool(trainer.estimator.lower_bound) and final["half_sample"] is None,
                     held_out_bound_nats=(final["half_sample"] or {}).get("held_out_bound_nats"),
-                    half_sample=final.get("half_sample"), n_test_frames=final["n_frames"],
+                    half_sample=final["half_sample"], n_test_frames=final["n_frames"],
                     n_test_utts=final["n_utts"], ci_method=final["ci_method"], p_value=final["p_value"],
                     best_step=trainer.best_step, steps_run=trainer.step, stopped_early=trainer.stopped_early,
                     stop_reason=trainer.stop_reason,
@@ -225,7 +225,7 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
                     folds=[{"mi_nats": f["mi_nats"], "ci95_nats": list(f["ci95_nats"]),
                             "ci95_test_noise_nats": list(f["ci95_test_noise_nats"]), "n_test_frames": n,
                             "best_step": t.best_step, "steps_run": t.step, "critic": t.describe_critic(),
-                            "held_out_bound_nats": (f.get("half_sample") or {}).get("held_out_bound_nats")}
+                            "held_out_bound_nats": (f["half_sample"] or {}).get("held_out_bound_nats")}
                            for t, f, n in fits] if folds > 1 else [])
 
 
@@ -246,11 +246,11 @@ def _combine_folds(results: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:
     first = results[0][0]
     noise = (mi - 1.96 * se, mi + 1.96 * se)
     corrected = None
-    if any(r.get("half_sample") for r, _ in results):
+    if any(r["half_sample"] for r, _ in results):
         # folds whose estimate is its held-out bound contribute that bound as it is
         held = sum(w * (r["half_sample"] or {}).get("held_out_bound_nats", r["mi_nats"])
                    for w, (r, _) in zip(weights, results))
-        corrected = {"held_out_bound_nats": held, "folds": [r.get("half_sample") for r, _ in results]}
+        corrected = {"held_out_bound_nats": held, "folds": [r["half_sample"] for r, _ in results]}
     # Bias does not average out over folds: the folds' own widenings, frame-weighted, around the combined noise.
     widened = (min(noise[0], sum(w * r["ci95_nats"][0] for w, (r, _) in zip(weights, results))),
                max(noise[1], sum(w * r["ci95_nats"][1] for w, (r, _) in zip(weights, results))))

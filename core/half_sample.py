@@ -53,10 +53,12 @@ class HalfSampleBound:
         """Each part's held-out bound."""
         return [float(self.bound(tj.column(i), tm.column(i))) for i in range(1, len(tj))]
 
-    def __call__(self, tj: Columns, tm: Columns) -> float:
-        full = float(self.bound(tj.column(0), tm.column(0)))
-        parts = self.halves(tj, tm)
+    def extrapolate(self, full: float, parts: list[float]) -> float:
+        """The extrapolated value from the full critic's bound and each part's."""
         return full + sum((full - b) * s / (1 - s) for b, s in zip(parts, self.shares)) / len(parts)
+
+    def __call__(self, tj: Columns, tm: Columns) -> float:
+        return self.extrapolate(float(self.bound(tj.column(0), tm.column(0))), self.halves(tj, tm))
 
 
 def corrected_estimate(bound: Bound, bank: FrameBank, scores: list[tuple[torch.Tensor, torch.Tensor]],
@@ -69,8 +71,8 @@ def corrected_estimate(bound: Bound, bank: FrameBank, scores: list[tuple[torch.T
     same negatives, so that test noise largely cancels in the difference."""
     corrected = HalfSampleBound(bound, shares)
     tj, tm = Columns([s[0] for s in scores]), Columns([s[1] for s in scores])
-    value = float(corrected(tj, tm))
+    parts = corrected.halves(tj, tm)
     lo, hi, method = bootstrap_interval(corrected, bank, tj, tm, b, gen, units)
     terms = {"held_out_bound_nats": held[0], "ci95_held_out_nats": (held[1], held[2]),
-             "half_sample_bounds_nats": corrected.halves(tj, tm), "half_sample_shares": list(shares)}
-    return value, lo, hi, method, terms
+             "half_sample_bounds_nats": parts, "half_sample_shares": list(shares)}
+    return corrected.extrapolate(held[0], parts), lo, hi, method, terms

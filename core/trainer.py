@@ -17,6 +17,7 @@ from .build import (AUTO_CLASSIFIER_VOCAB, AUTO_QUADRATIC_DIM, build_critic, bui
                     quadratic_rank, resolve_device)
 from .data import FrameBank, take_rows
 from .errors import MinecliError
+from .half_sample import corrected_estimate
 from .interfaces import Estimator
 from .interval import honest_interval
 from .nets import ClassifierCritic
@@ -30,7 +31,6 @@ from .result import LOG2, MIResult, entropy_report, result_warnings
 from .resume import Checkpoints
 from .runtime import training_threads
 from .scoring import score_bank, valid_protocol
-from .half_sample import corrected_estimate
 from .selection import ReferenceFit, ReferenceSelection
 from .settings import CriticConfig, EstimatorConfig, HeadConfig, TrainConfig
 from .spec import StreamSpec
@@ -572,13 +572,14 @@ class Trainer:
                 if halves:
                     again = torch.Generator()
                     again.set_state(boot)  # the same resamples as the held-out bound's interval
-                    fixed = corrected_estimate(bound, bank, [(tj, tm), *half_scores], [share for _, share in halves],
-                                               (value, lo, hi), self.cfg.bootstrap, again, units)
-                    if all(math.isfinite(v) for v in fixed[:3]):
-                        value, lo, hi, method, correction = fixed
+                    c_value, c_lo, c_hi, c_method, terms = corrected_estimate(
+                        bound, bank, [(tj, tm), *half_scores], [share for _, share in halves], (value, lo, hi),
+                        self.cfg.bootstrap, again, units)
+                    if all(math.isfinite(v) for v in (c_value, c_lo, c_hi)):
+                        value, lo, hi, method, correction = c_value, c_lo, c_hi, c_method, terms
                     else:
                         self.half_sample_note = (f"the half-sample correction was not finite (halves' bounds "
-                                                 f"{fixed[4]['half_sample_bounds_nats']})")
+                                                 f"{terms['half_sample_bounds_nats']})")
                 p_value = permutation_p(bound, self.scorer, bank, tj, tm, n_perm, self.cx, self.cy, self.device,
                                         gen, units)
             # A generator of its own, so that the test-noise interval and the p-value are those of before.
