@@ -164,15 +164,39 @@ def permutation_p(bound: Bound, critic: torch.nn.Module, bank: FrameBank, tj: to
     critic.eval()
     x = bank.x[bank.windows(sub, cx)].to(device)
     ax = critic.encode_x(x)
+    # Every frame's y encoded once and gathered per shuffle, when the split is small enough to hold them:
+    # an expensive encoder (a closed-form mixture over thousands of token tuples) then costs one pass,
+    # not one per shuffle (14 s of a 25 s run with four codebooks).
+    every = _encode_all_y(critic, bank, cy, device)
     null_count = 0
     for _ in range(n_perm):
         other = bank.other_utterance_frames(gen, sub, 1)[:, 0]
-        ay = critic.encode_y(bank.y[bank.windows(other, cy)].to(device))
+        if every is not None:
+            ay = every.index_select(0, other.to(every.device))
+        else:
+            ay = critic.encode_y(bank.y[bank.windows(other, cy)].to(device))
         t_null, _ = critic.pair_scores(ax, ay, None)
         if float(bound(t_null.float().cpu(), tm[sub])) >= obs:
             null_count += 1
     critic.train(was)
     return (1 + null_count) / (1 + n_perm)
+
+
+#: the most memory the permutation null spends on holding every test frame's y encoding
+ENCODE_ONCE_MAX_BYTES = 256 * 2**20
+
+
+def _encode_all_y(critic: torch.nn.Module, bank: FrameBank, cy: int, device: torch.device,
+                  chunk: int = 8192) -> torch.Tensor | None:
+    """The critic's y encoding of every frame of ``bank`` in frame order, or None when it would take more than
+    ENCODE_ONCE_MAX_BYTES."""
+    parts: list[torch.Tensor] = []
+    for s in range(0, bank.n_frames, chunk):
+        parts.append(critic.encode_y(bank.y[bank.windows(torch.arange(s, min(s + chunk, bank.n_frames)), cy)]
+                                     .to(device)))
+        if s == 0 and parts[0][0].numel() * parts[0].element_size() * bank.n_frames > ENCODE_ONCE_MAX_BYTES:
+            return None
+    return torch.cat(parts)
 
 
 def _unit_permutation_p(bound: Bound, critic: torch.nn.Module, bank: FrameBank, tj: torch.Tensor, tm: torch.Tensor,

@@ -179,3 +179,36 @@ def test_the_null_stays_exact_with_a_handful_of_units():
         hits += permutation_p(_dv, _ProductCritic(), bank, tj, tj[:, None], 99, 1, 1, torch.device("cpu"), gen,
                               Units("utterances", 1, 100)) <= 0.05
     assert hits <= 11, hits
+
+
+class _CountingCritic(_ProductCritic):
+    """The product critic, counting the frames it encodes on the y side."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.y_frames = 0
+
+    def encode_y(self, y: torch.Tensor) -> torch.Tensor:
+        self.y_frames += y.shape[0]
+        return super().encode_y(y)
+
+
+def test_the_frame_null_encodes_y_once_when_it_fits_and_gives_the_same_p_value(monkeypatch):
+    import minecli.core.resampling as resampling
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3000, 1)).astype(np.float32)
+    y = (0.01 * x + rng.standard_normal((3000, 1))).astype(np.float32)  # weak: p well above its floor
+    bank = FrameBank.from_arrays(torch.from_numpy(x), torch.from_numpy(y))
+    tj = 3 * bank.x[:, 0] * bank.y[:, 0]
+    tm = 3 * bank.x[:, 0, None] * bank.y[torch.randperm(3000, generator=torch.Generator().manual_seed(0))[:, None], 0]
+    ps, encoded = [], []
+    for budget in (resampling.ENCODE_ONCE_MAX_BYTES, 0):
+        monkeypatch.setattr(resampling, "ENCODE_ONCE_MAX_BYTES", budget)
+        critic = _CountingCritic()
+        ps.append(permutation_p(_dv, critic, bank, tj, tm, 49, 1, 1, torch.device("cpu"),
+                                torch.Generator().manual_seed(3)))
+        encoded.append(critic.y_frames)
+    assert 0.02 < ps[0] < 1 and ps[0] == ps[1]  # the same shuffles, the same null values
+    # once: every frame; per shuffle: 49 x 3,000 (the budget of 0 turns it down after the first chunk)
+    assert encoded[0] == 3000 and encoded[1] == 3000 + 49 * 3000
