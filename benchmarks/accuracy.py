@@ -35,7 +35,10 @@ the model's form could reach from that much training data, as a held-out bound.
 "estimate" is estimate_mi's number with default options. When a closed-form critic gives it, that is
 the critic's held-out bound extrapolated to unlimited training data (the half-sample correction,
 ``critic.half_sample_correction``), and "held-out bound" is the bound before the correction ("-"
-when the estimate is the bound itself): comparable with "best fitted".
+when the estimate is the bound itself): comparable with "best fitted". A closed-form critic that gives
+the estimate is also cross-fitted (``critic.reference_cross_fit``): refitted for each other fifth of
+the samples, so that all 10,000 are test frames; "true critic" and "best fitted" are then scored on
+every fifth likewise (each fitted on the rest), frame-weighted.
 """
 from __future__ import annotations
 
@@ -449,14 +452,20 @@ def held_out_bound(scores: np.ndarray, block: np.ndarray | None = None) -> float
     return all_pairs_bound(scores, block)
 
 
-def test_parts(x: np.ndarray, y: np.ndarray, seed: int,
-               folds: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """(train, test) sample indices exactly as ``estimate_mi`` draws them for this seed, and each test frame's
-    block (serially correlated series, cut into the same contiguous blocks; None otherwise)."""
+def test_parts(x: np.ndarray, y: np.ndarray, seed: int, folds: int,
+               cross_fitted: bool = False) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """(train, test) sample indices exactly as ``estimate_mi`` draws them for this seed (with the cross-fit's
+    other parts when the reference was cross-fitted), and each test frame's block (serially correlated series,
+    cut into the same contiguous blocks; None otherwise)."""
     import torch
 
     from minecli.core.api import split_plan
+    from minecli.core.crossfit import other_parts
     from minecli.core.serial import MIN_SERIES_BLOCKS, series_blocks, stream_correlation_length
+
+    def plans(n_units: int) -> list[list[torch.Tensor]]:
+        main = split_plan(n_units, (0.7, 0.1, 0.2), folds, seed)
+        return main + (other_parts(main[0], (0.7, 0.1, 0.2), seed) if cross_fitted else [])
 
     def frames(a: np.ndarray) -> torch.Tensor:
         t = torch.as_tensor(a)
@@ -464,19 +473,20 @@ def test_parts(x: np.ndarray, y: np.ndarray, seed: int,
 
     length = stream_correlation_length(frames(x), frames(y))
     if length < 2:
-        return [(tr.numpy(), te.numpy(), None) for tr, _, te in split_plan(len(x), (0.7, 0.1, 0.2), folds, seed)]
+        return [(tr.numpy(), te.numpy(), None) for tr, _, te in plans(len(x))]
     blocks = [np.arange(len(x))[s] for s in series_blocks(len(x), length, max(MIN_SERIES_BLOCKS, 4 * folds))[0]]
     return [(np.concatenate([blocks[i] for i in tr]), np.concatenate([blocks[i] for i in te]),
              np.concatenate([np.full(len(blocks[i]), int(i)) for i in te]))
-            for tr, _, te in split_plan(len(blocks), (0.7, 0.1, 0.2), folds, seed)]
+            for tr, _, te in plans(len(blocks))]
 
 
-def reference_bounds(name: str, task: Task, seed: int, folds: int) -> tuple[float, float | None]:
+def reference_bounds(name: str, task: Task, seed: int, folds: int,
+                     cross_fitted: bool = False) -> tuple[float, float | None]:
     """The true critic's and the best fitted critic's bound on the estimate's test frames (frame-weighted)."""
     x, y, _, true_critic = task
     true_v, fit_v, n = 0.0, 0.0, 0
     fit_ok = True
-    for tr, te, block in test_parts(x, y, seed, folds):
+    for tr, te, block in test_parts(x, y, seed, folds, cross_fitted):
         true_v += len(te) * held_out_bound(true_critic(x[te], y[te]), block)
         fitted = fitted_critic(name, x[tr], y[tr], true_critic)
         if fitted is None:
@@ -572,7 +582,8 @@ def main() -> None:
             r = minecli.estimate_mi(x, y, estimator=args.estimator, seed=seed, progress=False, folds=args.folds,
                                     baseline=False, **extra)
             sec = time.perf_counter() - t0
-            ref_true, ref_fit = reference_bounds(name, task, seed, args.folds)
+            # a reference cross-fitted inside one split scored every sample: so are the columns beside it
+            ref_true, ref_fit = reference_bounds(name, task, seed, args.folds, args.folds == 1 and len(r.folds) > 1)
             refs = f"{ref_true:.3f} | {'-' if ref_fit is None else f'{ref_fit:.3f}'}"
             lo, hi = r.ci95_nats
             err = r.mi_nats - truth

@@ -4,20 +4,21 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from .crossfit import CROSS_FIT_MAX_FRAMES, other_parts
 from .data import FrameBank, Normalization, normalize_banks
 from .errors import ConfigError, MinecliError
 from .interval import include_estimate
 from .params import parse_params
 from .serial import MIN_SERIES_BLOCKS, series_blocks, stream_correlation_length
 from .spec import StreamSpec
-from .trainer import (CriticConfig, EstimatorConfig, HeadConfig, MIResult, TrainConfig, Trainer, entropy_report,
-                      result_warnings)
+from .trainer import (CriticConfig, EstimatorConfig, HeadConfig, MIResult, Progress, TrainConfig, Trainer,
+                      entropy_report, result_warnings)
 from .verdict import trainer_suspicions
 
 ArrayLike = Any
@@ -172,20 +173,33 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
                 for name, idx in zip(("train", "valid", "test"), parts)}
 
     banks = make_banks(plans[0])
-    if folds == 1:
+    cross_fit = (folds == 1 and critic_cfg.reference and critic_cfg.reference_cross_fit
+                 and full.n_frames <= CROSS_FIT_MAX_FRAMES)
+    if folds == 1 and not cross_fit:
         full = None  # the splits hold their own copies; keeping the whole would double the peak
+
+    def make_trainer(banks: dict[str, FrameBank]) -> Trainer:
+        normalize_banks(banks, normalization)
+        return Trainer(spec_x, spec_y, banks["train"], banks["valid"], banks["test"], context_x=context,
+                       context_y=context, head_x=HeadConfig(**(head_x or {})), head_y=HeadConfig(**(head_y or {})),
+                       critic=critic_cfg, estimator=est, training=train_cfg)
+
     fits = []
     for k in range(folds):
         if k:
             banks = make_banks(plans[k])
-        normalize_banks(banks, normalization)
-        trainer = Trainer(spec_x, spec_y, banks["train"], banks["valid"], banks["test"], context_x=context,
-                          context_y=context, head_x=HeadConfig(**(head_x or {})), head_y=HeadConfig(**(head_y or {})),
-                          critic=critic_cfg, estimator=est, training=train_cfg)
+        trainer = make_trainer(banks)
         trainer.fit()
         fits.append((trainer, trainer.estimate(), banks["test"].n_frames))
     trainer, final, _ = fits[0]
-    if folds > 1:
+    if cross_fit and trainer.reference is not None:
+        parts, why = _cross_fitted_parts(other_parts(plans[0], split, seed), make_banks, make_trainer,
+                                         train_cfg.progress)
+        fits += parts
+        notes += [f"{why}: the estimate is the main split's alone"] if why else []
+    if folds == 1 and len(fits) == 1:
+        full = None
+    if len(fits) > 1:
         final = _combine_folds([(f, n) for _, f, n in fits])
     # With folds, each fold normalises with its own train statistics: entropies and baselines then
     # use the whole corpus as given.
@@ -204,7 +218,8 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
     warns = notes + result_warnings(final["mi_nats"], final["ci95_nats"], entropy, final["n_marginal"],
                                     trainer.estimator, est.eval_negatives)
     for i, (fit, fold_final, _n) in enumerate(fits):
-        warns += [w if folds == 1 else f"fold {i + 1}: {w}" for w in trainer_suspicions(fit, fold_final)]
+        warns += [w if len(fits) == 1 else f"{'fold' if folds > 1 else 'part'} {i + 1}: {w}"
+                  for w in trainer_suspicions(fit, fold_final)]
     seconds = time.perf_counter() - t0
     train_s = sum(t.train_seconds for t, _, _ in fits)
     return MIResult(mi_nats=final["mi_nats"], ci95_nats=final["ci95_nats"], estimator=estimator,
@@ -216,7 +231,10 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
                     best_step=trainer.best_step, steps_run=trainer.step, stopped_early=trainer.stopped_early,
                     stop_reason=trainer.stop_reason,
                     seconds=seconds, history=trainer.history, entropy=entropy, baseline=base, warnings=warns,
-                    critic=trainer.describe_critic(), reference=trainer.reference_report,
+                    critic=trainer.describe_critic() + (
+                        f"; cross-fitted: refitted for {len(fits) - 1} other parts of the data the size of the test "
+                        "split, every sample scored once" if folds == 1 and len(fits) > 1 else ""),
+                    reference=trainer.reference_report,
                     p_value_text=final["p_value_text"], n_permutations=final["n_permutations"],
                     permutation_unit=final["permutation_unit"],
                     correlation_length_frames=final["correlation_length_frames"],
@@ -226,7 +244,34 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
                             "ci95_test_noise_nats": list(f["ci95_test_noise_nats"]), "n_test_frames": n,
                             "best_step": t.best_step, "steps_run": t.step, "critic": t.describe_critic(),
                             "held_out_bound_nats": (f["half_sample"] or {}).get("held_out_bound_nats")}
-                           for t, f, n in fits] if folds > 1 else [])
+                           for t, f, n in fits] if len(fits) > 1 else [])
+
+
+def _cross_fitted_parts(plans: list[list[torch.Tensor]], make_banks: Callable[[list[torch.Tensor]], dict[str, FrameBank]],
+                        make_trainer: Callable[[dict[str, FrameBank]], Trainer],
+                        progress: bool) -> tuple[list[tuple[Trainer, dict[str, Any], int]], str | None]:
+    """The selected reference refitted (no training) on each other part's train split and scored on the part; none,
+    and why, when a part has no reference that fits and validates to a finite bound (the main split's estimate then
+    stands)."""
+    out = []
+    bar = Progress(len(plans), 0, progress and bool(plans), "cross-fitting the reference", unit="part")
+    try:
+        for i, plan in enumerate(plans):
+            banks = make_banks(plan)
+            trainer = make_trainer(banks)
+            try:
+                adopted = trainer.selection.adopt()
+            except (RuntimeError, ValueError) as exc:
+                # the main split's fit succeeded: a degenerate part (a constant dimension, a singular
+                # covariance) costs the cross-fit, not the run
+                return [], f"the reference could not be refitted for part {i + 2} of the cross-fit ({exc})"
+            if not adopted:
+                return [], f"no reference refitted for part {i + 2} of the cross-fit validated to a finite bound"
+            out.append((trainer, trainer.estimate(), banks["test"].n_frames))
+            bar.update(1)
+    finally:
+        bar.close()
+    return out, None
 
 
 def _combine_folds(results: list[tuple[dict[str, Any], int]]) -> dict[str, Any]:

@@ -114,6 +114,17 @@ class ReferenceSelection:
                        "trained_valid_nats": best_value, "difference_se_nats": margin, "reference_se_nats": _se(ref, m),
                        "selected": selected}
 
+    def adopt(self) -> bool:
+        """Select the closed-form critic with no trained critic to compare (a part of a cross-fitted reference):
+        False when none applies or none validated to a finite bound."""
+        fit = self.candidate()
+        if fit is None:
+            return False
+        self.report = {"kind": fit.kind, "critic": fit.critic.describe(), "valid_nats": fit.valid_nats,
+                       "trained_valid_nats": None, "difference_se_nats": None, "reference_se_nats": None,
+                       "selected": True, "cross_fit": True}
+        return True
+
     def beats_untrained(self, value: float, scores: Scores, untrained: float) -> bool:
         """Whether a critic validating at ``value`` (with these validation scores) beats the untrained one significantly."""
         (bounds,), m = self.resampled([scores])

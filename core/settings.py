@@ -40,6 +40,11 @@ class CriticConfig:
                                                     "halves of the train split and extrapolate its held-out bound "
                                                     "to unlimited training data (Richardson): the number is then no "
                                                     "longer a lower bound; the bound itself is reported beside it")
+    reference_cross_fit: bool = param(True, help="estimate_mi only: when the closed-form critic gives the estimate "
+                                                 "on data of at most 200,000 frames, refit it (no training) for each "
+                                                 "other part of the data the size of the test split, so that every "
+                                                 "sample is scored once by a fit that did not see it; the estimate "
+                                                 "is the parts' frame-weighted mean")
     form: Literal["auto", "mlp", "classifier"] = param(
         "auto", help="mlp: T = MLP(concat(h_x, h_y)); classifier: T = log q(token | other side) - log pi(token) "
                      "for a stream of single tokens (one codebook, context 1); auto: classifier when a side is "

@@ -61,13 +61,15 @@ def _check_bank(bank: FrameBank, spec: StreamSpec, side: str, split: str) -> Non
         raise MinecliError(f"{split} {side}: frames contain NaN or infinite values")
 
 
-class _Progress:
-    def __init__(self, total: int, initial: int, enabled: bool, desc: str) -> None:
+class Progress:
+    """A tqdm bar on stderr when enabled (tqdm itself decides how to show it off a terminal), else nothing."""
+
+    def __init__(self, total: int, initial: int, enabled: bool, desc: str, unit: str = "step") -> None:
         self.bar = None
         if enabled:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", file=sys.stderr,
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr,
                             dynamic_ncols=True, leave=False, disable=None)
 
     def update(self, n: int = 1, **post: Any) -> None:
@@ -79,10 +81,6 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-
-
 
 
 class _PairScores(torch.nn.Module):
@@ -268,6 +266,8 @@ class Trainer:
     def describe_critic(self) -> str:
         """One line naming the critic that gives the estimate (and what it beat)."""
         rep = self.reference_report
+        if rep is not None and rep.get("cross_fit"):
+            return f"{rep['critic']}; validation {rep['valid_nats']:.3f} nats (refitted for a part of the cross-fit)"
         if rep is not None and rep["selected"]:
             return (f"{rep['critic']}; validation {rep['valid_nats']:.3f} nats against {rep['trained_valid_nats']:.3f} "
                     f"for the trained {self.model.describe()} (which would need a lead of one standard error, "
@@ -405,7 +405,7 @@ class Trainer:
         self._wrap()
         cfg = self.cfg
         dev = self.device
-        bar = _Progress(self.total_steps, self.step, cfg.progress, "training")
+        bar = Progress(self.total_steps, self.step, cfg.progress, "training")
         acc = torch.zeros((), dtype=torch.float64)
         acc_n = 0
         t0 = time.perf_counter()
@@ -636,8 +636,8 @@ class Trainer:
     def other_critic_bound(self, bank: FrameBank, gen: torch.Generator) -> float | None:
         """The test bound of the critic that was not selected (trained or closed-form), when there was a choice
         (distributed: scored by every rank, the bound is rank 0's and NaN elsewhere)."""
-        fit = self.selection.fit
-        if fit is None or self.reference_report is None:
+        fit, rep = self.selection.fit, self.reference_report
+        if fit is None or rep is None or rep.get("cross_fit"):
             return None
         other = self.model if self.reference is not None else fit.critic
         tj, tm = self.score_bank(bank, self.est_cfg.eval_negatives, gen=gen, critic=other, sharded=True)

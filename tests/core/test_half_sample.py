@@ -12,6 +12,8 @@ from minecli.core.report import _bound_kind, _half_sample_lines
 from minecli.core.half_sample import Columns, HalfSampleBound
 
 FAST = dict(progress=False, null_permutations=0, bootstrap=50, validate_every=50, baseline=False, steps=100)
+# the single-split machinery (cross-fitting averages several such splits: tests/core/test_crossfit.py)
+ONE_SPLIT = {"reference_cross_fit": False}
 
 
 def _mean_bound(tj: torch.Tensor, tm: torch.Tensor) -> torch.Tensor:
@@ -55,7 +57,7 @@ def test_the_correction_closes_most_of_a_large_tables_training_shortfall():
     held, corrected, truths = [], [], []
     for seed in (0, 1):
         x, y, truth = _dirichlet_table(seed, 6000)
-        r = minecli.estimate_mi(x, y, seed=seed, x_kind="index", y_kind="index", **FAST)
+        r = minecli.estimate_mi(x, y, seed=seed, x_kind="index", y_kind="index", critic=ONE_SPLIT, **FAST)
         assert r.critic.startswith("table reference") and r.held_out_bound_nats is not None
         assert not r.lower_bound and r.half_sample["half_sample_bounds_nats"]
         assert abs(r.mi_nats - truth) < abs(r.held_out_bound_nats - truth), seed
@@ -69,9 +71,9 @@ def test_the_correction_closes_most_of_a_large_tables_training_shortfall():
 
 def test_switched_off_the_estimate_is_the_held_out_bound_and_a_lower_bound():
     x, y, _ = _dirichlet_table(2, 3000)
-    on = minecli.estimate_mi(x, y, seed=0, x_kind="index", y_kind="index", **FAST)
+    on = minecli.estimate_mi(x, y, seed=0, x_kind="index", y_kind="index", critic=ONE_SPLIT, **FAST)
     off = minecli.estimate_mi(x, y, seed=0, x_kind="index", y_kind="index",
-                              critic={"half_sample_correction": False}, **FAST)
+                              critic={"half_sample_correction": False, **ONE_SPLIT}, **FAST)
     assert off.held_out_bound_nats is None and off.half_sample is None and off.lower_bound
     # the same critic on the same test frames and negatives: the correction only adds to the bound
     assert on.held_out_bound_nats == pytest.approx(off.mi_nats, abs=1e-6)
@@ -140,7 +142,7 @@ def test_a_half_that_cannot_be_refitted_costs_the_correction_not_the_run(monkeyp
 
     monkeypatch.setattr(selection, "fit_references", fail_on_halves)
     x, y, _ = _dirichlet_table(4, 3000)
-    r = minecli.estimate_mi(x, y, seed=0, x_kind="index", y_kind="index", **FAST)
+    r = minecli.estimate_mi(x, y, seed=0, x_kind="index", y_kind="index", critic=ONE_SPLIT, **FAST)
     assert len(calls) == 2 and calls[1] < calls[0]
     assert r.critic.startswith("table reference") and r.held_out_bound_nats is None and r.lower_bound
     assert any("could not be refitted on half of the train split (linalg.eigh" in w and "held-out bound" in w

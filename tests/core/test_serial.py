@@ -45,7 +45,7 @@ def test_exchangeable_rows_are_still_split_one_by_one():
         warnings.simplefilter("error")  # no serial-correlation warning for shuffled rows
         r = minecli.estimate_mi(x, x + rng.standard_normal(x.shape).astype(np.float32), null_permutations=0,
                                 bootstrap=50, **FAST)
-    assert r.ci_method == "frames" and r.correlation_length_frames == 1
+    assert r.ci_method.startswith("frames") and r.correlation_length_frames == 1
     assert r.baseline["method"] is not None
 
 
