@@ -10,7 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .crossfit import CROSS_FIT_MAX_FRAMES, other_parts
+from .crossfit import CROSS_FIT_MAX_FRAMES, CROSS_FIT_MAX_WIDTH, other_parts
 from .data import FrameBank, Normalization, normalize_banks
 from .errors import ConfigError, MinecliError
 from .interval import include_estimate
@@ -115,7 +115,7 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
     (Fisher). It costs K trainings and cuts the test noise by about sqrt(K * test fraction): worth
     it on small corpora, where that noise dominates the error. With one split (the default), a closed-form
     reference that gives the estimate is cross-fitted anyway when the data hold at most 200,000 frames
-    (``critic={"reference_cross_fit": False}`` turns it off): refitted, not trained, for each other part
+    of at most 256 float values (``critic={"reference_cross_fit": False}`` turns it off): refitted, not trained, for each other part
     of the data the size of the test split, so that every sample is scored once at the cost of a few fits.
 
     A single array whose frames are serially correlated (``serial="auto"`` measures the correlation
@@ -176,8 +176,9 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
                 for name, idx in zip(("train", "valid", "test"), parts)}
 
     banks = make_banks(plans[0])
+    widths = [int(spec.dim or 0) * context for spec in (spec_x, spec_y) if spec.kind == "float"]
     cross_fit = (folds == 1 and critic_cfg.reference and critic_cfg.reference_cross_fit
-                 and full.n_frames <= CROSS_FIT_MAX_FRAMES)
+                 and full.n_frames <= CROSS_FIT_MAX_FRAMES and max(widths, default=0) <= CROSS_FIT_MAX_WIDTH)
     if folds == 1 and not cross_fit:
         full = None  # the splits hold their own copies; keeping the whole would double the peak
 

@@ -27,6 +27,7 @@ validation by far when they do not.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -72,17 +73,17 @@ def _standardise(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     return ((f - mean.float()) / scale.float()), mean, scale
 
 
-def _inv_sqrt(c: torch.Tensor, ridge: float) -> torch.Tensor:
-    """(C + ridge I)^(-1/2) of a correlation-scaled covariance."""
-    w, v = torch.linalg.eigh(c + ridge * torch.eye(c.shape[0], dtype=c.dtype))
-    return (v * w.clamp_min(1e-12).rsqrt()) @ v.T
+def _inv_sqrts(c: torch.Tensor, ridges: Sequence[float] = (), shrinkages: Sequence[float] = ()) -> list[torch.Tensor]:
+    """(C + r I)^(-1/2) for each ridge r, then ((1 - a) C + a mean(diag C) I)^(-1/2) for each shrinkage a (a
+    covariance shrunk towards its mean variance, at unit scale), of a correlation-scaled covariance C.
 
-
-def _shrunk_inv_sqrt(c: torch.Tensor, a: float) -> torch.Tensor:
-    """((1 - a) C + a mean(diag C) I)^(-1/2): a covariance shrunk towards its mean variance, at unit scale."""
-    mu = float(c.diagonal().mean())
-    w, v = torch.linalg.eigh((1 - a) * c + a * mu * torch.eye(c.shape[0], dtype=c.dtype))
-    return (v * w.clamp_min(1e-12).rsqrt()) @ v.T
+    All of them share C's eigenvectors: one eigendecomposition serves every candidate (a 513-dim
+    covariance costs ~30 ms per decomposition, eight per LDA fit before).
+    """
+    lam, v = torch.linalg.eigh(c)
+    mu = float(lam.mean())  # = mean(diag C)
+    spectra = [lam + r for r in ridges] + [(1 - a) * lam + a * mu for a in shrinkages]
+    return [(v * s.clamp_min(1e-12).rsqrt()) @ v.T for s in spectra]
 
 
 class ReferenceCritic(nn.Module):
@@ -401,8 +402,7 @@ def fit_gaussian(fx: torch.Tensor, fy: torch.Tensor) -> list[ReferenceCritic]:
     # D x D products in float32 (several times faster), accumulated into float64 for the eigensolver.
     cxx, cyy, cxy = ((a.T @ b).double() / n for a, b in ((zx, zx), (zy, zy), (zx, zy)))
     out: list[ReferenceCritic] = []
-    for ridge in RIDGES:
-        wx, wy = _inv_sqrt(cxx, ridge), _inv_sqrt(cyy, ridge)
+    for ridge, wx, wy in zip(RIDGES, _inv_sqrts(cxx, RIDGES), _inv_sqrts(cyy, RIDGES)):
         u, rho, vt = torch.linalg.svd(wx @ cxy @ wy)
         r = int(rho.numel())
         # rho -> 1 would make the ratio infinitely sharp; such a critic loses the validation anyway.
@@ -425,16 +425,26 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
     cov = (within.T @ within).double() / max(1, n - seen)
     log_prior = torch.log((counts + 0.5) / (counts.sum() + 0.5 * vocab))
     out: list[ReferenceCritic] = []
-    whitenings = [(r, False, _inv_sqrt(cov, r)) for r in LDA_RIDGES]
-    whitenings += [(a, True, _shrunk_inv_sqrt(cov, a)) for a in LDA_SHRINKAGE]
-    for ridge, scaled, w in whitenings:
-        m = means @ w                                     # whitened class means [V, d], within-class noise ~ I
+    # Every whitening W = V diag(t) V^T shares the covariance's eigenvectors V (a ridge or a shrinkage only
+    # moves its eigenvalues), so the class means, their scatter and the frames are rotated into that basis
+    # once and each candidate rescales them: the D x D products are paid once, not per whitening.
+    lam, vecs = torch.linalg.eigh(cov)
+    mu = float(lam.mean())  # = mean(diag C)
+    spectra = [(r, False, lam + r) for r in LDA_RIDGES] + [(a, True, (1 - a) * lam + a * mu) for a in LDA_SHRINKAGE]
+    # V x D x D products in float32 (as the covariances), the results in float64 for the eigensolver
+    means_v = (means.float() @ vecs.float()).double()    # class means in the eigenbasis [V, d]
+    scatter_v = ((means_v * (counts / n)[:, None]).T.float() @ means_v.float()).double()
+    frames_v = (z.float() @ vecs.float()).double()       # for the class-spread candidates
+    for ridge, scaled, spectrum in spectra:
+        t = spectrum.clamp_min(1e-12).rsqrt()
+        w = vecs * t                                      # [D, d]: raw (standardised) frame -> whitened, in the eigenbasis
+        m = means_v * t                                   # whitened class means [V, d], within-class noise ~ I
         # Empirical Bayes per discriminant direction: a sample mean of n_k frames carries noise of
         # variance 1/n_k, which adds seen/n to the frequency-weighted between-class scatter. Keep the
         # directions whose scatter exceeds that floor (tau^2 > 0) and shrink each class mean towards
         # the grand mean by tau^2 / (tau^2 + 1/n_k): rare tokens' noisy means would otherwise make
         # the critic overconfident.
-        between = (m * (counts / n)[:, None]).T @ m
+        between = t[:, None] * scatter_v * t[None, :]    # = (m * counts / n)^T m
         b, u_all = torch.linalg.eigh(between)
         floor = seen / n
         # Sample means of pure noise spread the scatter's eigenvalues up to the Marchenko-Pastur edge
@@ -458,26 +468,28 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
             u, tau2 = u_all[:, keep], tau2[keep]
             shrink = tau2 / (tau2 + 1.0 / counts.clamp_min(1)[:, None])
             shrink = torch.where(counts[:, None] > 0, shrink, torch.zeros_like(shrink))
-            proj = (w @ u).T / scale                          # [r, D] on raw frames
-            out.append(LdaReference(side, (m @ u) * shrink, log_prior, proj, proj @ mean, ridge, rule, scaled))
+            # the critics hold float32 buffers: these products need no more
+            proj = (w.float() @ u.float()).double().T / scale  # [r, D] on raw frames
+            m_u = (m.float() @ u.float()).double()
+            out.append(LdaReference(side, m_u * shrink, log_prior, proj, proj @ mean, ridge, rule, scaled))
             if ridge == SPREAD_RIDGE and not scaled:
-                out += _fit_spreads(side, tokens, z, w, u, m @ u, tau2, counts, log_prior, mean, scale)
+                out += _fit_spreads(side, tokens, frames_v * t, w, u, m_u, tau2, counts, log_prior, mean, scale)
     return out
 
 
-def _fit_spreads(side: str, tokens: torch.Tensor, z: torch.Tensor, w: torch.Tensor, u: torch.Tensor,
+def _fit_spreads(side: str, tokens: torch.Tensor, zw: torch.Tensor, w: torch.Tensor, u: torch.Tensor,
                  raw_means: torch.Tensor, tau2: torch.Tensor, counts: torch.Tensor, log_prior: torch.Tensor,
                  mean: torch.Tensor, scale: torch.Tensor) -> list[ReferenceCritic]:
-    """Class-spread candidates beside one LDA fit: each token's own scatter about its shrunk mean.
+    """Class-spread candidates beside one LDA fit (``zw``: its whitened frames, ``w``: its whitening, ``u``: its
+    directions, all in one basis of the whitened space): each token's own scatter about its shrunk mean.
 
     A class mean of n_k frames at spread s_k^2 is noisy by s_k^2 / n_k, so it is shrunk by
     tau^2 / (tau^2 + s_k^2 / n_k): a wide rare class is pulled further towards the grand mean.
     """
-    zw = z.double() @ w                                   # whitened frames [n, d], pooled scatter ~ I
     n_k = counts.clamp_min(1)[:, None]
     # Scatter about each token's own sample mean in the r kept directions, which spends r of the
     # token's n_k d degrees of freedom: a token seen 3 times would otherwise look a third too narrow.
-    resid = zw - raw_means[tokens] @ u.T
+    resid = zw - (raw_means.float()[tokens] @ u.T.float()).double()
     ss = torch.zeros(counts.shape[0], dtype=torch.float64).index_add_(0, tokens, (resid**2).sum(1))
     d, r = zw.shape[1], u.shape[1]
     dof = (counts * d - r * (counts > 0)).clamp_min(0)
@@ -487,7 +499,7 @@ def _fit_spreads(side: str, tokens: torch.Tensor, z: torch.Tensor, w: torch.Tens
         # a rare token's spread leans on the pooled one, as if it had `pseudo` more frames at that spread
         var = (ss + pseudo * d * pooled) / (dof + pseudo * d)
         own = raw_means * torch.where(counts[:, None] > 0, tau2 / (tau2 + var[:, None] / n_k), torch.zeros_like(raw_means))
-        proj = (w @ u).T / scale
+        proj = (w.float() @ u.float()).double().T / scale
         full = w.T / scale
         out.append(SpreadReference(side, own, var, log_prior, proj, proj @ mean, full, full @ mean, pseudo))
     return out
@@ -515,8 +527,7 @@ def _fit_additive(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int, 
                 fitted += tables[i][tokens[:, i]]
         resid = z - fitted
         cov = (resid.T @ resid) / max(1, n - 1)
-        for ridge in ADDITIVE_RIDGES:
-            w = _inv_sqrt(cov, ridge)
+        for ridge, w in zip(ADDITIVE_RIDGES, _inv_sqrts(cov, ADDITIVE_RIDGES)):
             wt = tables @ w                                  # [J, V, d] whitened offsets
             means = sum(wt[i][uniq[top][:, i]] for i in range(j))  # [S, d] the mixture's components
             proj = w.T / scale                               # [d, D] on raw frames

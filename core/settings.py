@@ -41,7 +41,8 @@ class CriticConfig:
                                                     "to unlimited training data (Richardson): the number is then no "
                                                     "longer a lower bound; the bound itself is reported beside it")
     reference_cross_fit: bool = param(True, help="estimate_mi only: when the closed-form critic gives the estimate "
-                                                 "on data of at most 200,000 frames, refit it (no training) for each "
+                                                 "on data of at most 200,000 frames (float frames of at most 256 "
+                                                 "values), refit it (no training) for each "
                                                  "other part of the data the size of the test split, so that every "
                                                  "sample is scored once by a fit that did not see it; the estimate "
                                                  "is the parts' frame-weighted mean")

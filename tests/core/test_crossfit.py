@@ -102,3 +102,11 @@ def test_a_part_whose_reference_cannot_be_fitted_costs_the_cross_fit_not_the_run
     assert len(sizes) == 4 and r.folds == [] and r.critic.startswith("gaussian") and math.isfinite(r.mi_nats)
     assert r.held_out_bound_nats is not None  # the main split's correction stands
     assert any("could not be refitted for part 2 of the cross-fit (linalg.eigh" in w for w in r.warnings), r.warnings
+
+
+def test_wide_float_frames_are_not_cross_fitted():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3000, 300)).astype(np.float32)  # wider than CROSS_FIT_MAX_WIDTH
+    y = (0.6 * x[:, :2] + 0.8 * rng.standard_normal((3000, 2))).astype(np.float32)
+    r = minecli.estimate_mi(x, y, seed=0, **FAST)
+    assert r.critic.startswith("gaussian") and r.folds == [] and r.n_test_frames == 600

@@ -10,7 +10,7 @@ import torch
 
 import minecli
 from minecli.core.data import FrameBank
-from minecli.core.reference import (ADDITIVE_RIDGES, LDA_SHRINKAGE, _shrunk_inv_sqrt, MAX_FLOAT_WIDTH, SPREAD_PSEUDO_FRAMES, LdaReference, ReferenceCritic, SpreadReference,
+from minecli.core.reference import (ADDITIVE_RIDGES, LDA_SHRINKAGE, _inv_sqrts, MAX_FLOAT_WIDTH, SPREAD_PSEUDO_FRAMES, LdaReference, ReferenceCritic, SpreadReference,
                                     _fit_additive, fit_gaussian, _fit_lda, _fit_table, reference_kind)
 from minecli.core.spec import StreamSpec
 from minecli.core.selection import ReferenceFit
@@ -480,13 +480,15 @@ def test_lda_with_one_shared_shrinkage_wins_when_class_means_spread_alike_in_eve
 
 
 def test_lda_shrinks_the_within_class_covariance_at_unit_scale():
-    # (1 - a) C + a mean(diag C) I: a = 0 is C, a = 1 the mean variance, and any a keeps the trace.
+    # (1 - a) C + a mean(diag C) I: a = 0 is C, a = 1 the mean variance, and any a keeps the trace;
+    # C + r I for a ridge. One eigendecomposition gives them all: each must whiten its own target.
     rng = np.random.default_rng(8)
     a = rng.standard_normal((6, 6))
     c = torch.tensor(a @ a.T + np.eye(6))
-    for shrink in (0.0, 0.5, 1.0):
-        w = _shrunk_inv_sqrt(c, shrink)
-        target = (1 - shrink) * c + shrink * float(c.diagonal().mean()) * torch.eye(6)
+    ridges, shrinks = (0.0, 0.1, 1.0), (0.0, 0.5, 1.0)
+    targets = [c + r * torch.eye(6) for r in ridges]
+    targets += [(1 - s) * c + s * float(c.diagonal().mean()) * torch.eye(6) for s in shrinks]
+    for w, target in zip(_inv_sqrts(c, ridges, shrinks), targets, strict=True):
         torch.testing.assert_close(w @ target @ w, torch.eye(6, dtype=torch.float64), atol=1e-8, rtol=0)
     assert 1.0 in LDA_SHRINKAGE
 
