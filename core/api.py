@@ -113,10 +113,11 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
     every sample is test data once. The estimate is the frame-weighted mean of the K held-out
     bounds, its interval combines the folds' bootstrap errors, and the p-value combines theirs
     (Fisher). It costs K trainings and cuts the test noise by about sqrt(K * test fraction): worth
-    it on small corpora, where that noise dominates the error. With one split (the default), a closed-form
-    reference that gives the estimate is cross-fitted anyway when the data hold at most 200,000 frames
-    of at most 256 float values (``critic={"reference_cross_fit": False}`` turns it off): refitted, not trained, for each other part
-    of the data the size of the test split, so that every sample is scored once at the cost of a few fits.
+    it on small corpora, where that noise dominates the error. With one split (the default), a
+    closed-form reference that gives the estimate is cross-fitted anyway when the data hold at most
+    200,000 frames of at most 256 float values (``critic={"reference_cross_fit": False}`` turns it
+    off): refitted, not trained, for each other part of the data the size of the test split, so that
+    every sample is scored once at the cost of a few fits.
 
     A single array whose frames are serially correlated (``serial="auto"`` measures the correlation
     length of both streams in the given order; ``"blocks"`` assumes it) is never split frame by frame:
@@ -251,7 +252,8 @@ def estimate_mi(x: ArrayLike | Sequence[ArrayLike], y: ArrayLike | Sequence[Arra
                            for t, f, n in fits] if len(fits) > 1 else [])
 
 
-def _cross_fitted_parts(plans: list[list[torch.Tensor]], make_banks: Callable[[list[torch.Tensor]], dict[str, FrameBank]],
+def _cross_fitted_parts(plans: list[list[torch.Tensor]],
+                        make_banks: Callable[[list[torch.Tensor]], dict[str, FrameBank]],
                         make_trainer: Callable[[dict[str, FrameBank]], Trainer],
                         progress: bool) -> tuple[list[tuple[Trainer, dict[str, Any], int]], str | None]:
     """The selected reference refitted (no training) on each other part's train split and scored on the part; none,

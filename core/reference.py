@@ -437,7 +437,7 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
     frames_v = (z.float() @ vecs.float()).double()       # for the class-spread candidates
     for ridge, scaled, spectrum in spectra:
         t = spectrum.clamp_min(1e-12).rsqrt()
-        w = vecs * t                                      # [D, d]: raw (standardised) frame -> whitened, in the eigenbasis
+        w = vecs * t                                      # [D, d]: standardised frame -> whitened (eigenbasis)
         m = means_v * t                                   # whitened class means [V, d], within-class noise ~ I
         # Empirical Bayes per discriminant direction: a sample mean of n_k frames carries noise of
         # variance 1/n_k, which adds seen/n to the frequency-weighted between-class scatter. Keep the
