@@ -110,3 +110,22 @@ def test_wide_float_frames_are_not_cross_fitted():
     y = (0.6 * x[:, :2] + 0.8 * rng.standard_normal((3000, 2))).astype(np.float32)
     r = minecli.estimate_mi(x, y, seed=0, **FAST)
     assert r.critic.startswith("gaussian") and r.folds == [] and r.n_test_frames == 600
+
+
+def test_a_serially_correlated_series_is_cross_fitted_by_blocks():
+    from minecli.testing import ar1_frames
+
+    rng = np.random.default_rng(6)
+    g = ar1_frames(6000, 8.0, rng, 2).astype(np.float64)
+    y = (0.6 * g + 0.8 * ar1_frames(6000, 8.0, rng, 2)).astype(np.float32)
+    with pytest.warns(UserWarning, match="serially correlated"):
+        r = minecli.estimate_mi(g.astype(np.float32), y, seed=0, **FAST)
+    blocks = r.warnings[0]  # "... split as B contiguous blocks of L frames with G frames dropped ..."
+    n_blocks, length = (int(v) for v in (blocks.split("split as ")[1].split()[0], blocks.split("blocks of ")[1].split()[0]))
+    assert len(r.folds) == 5 and r.n_test_frames == n_blocks * length  # every block scored once
+    # each block is a unit (as an utterance) in every part: resampled and re-paired whole
+    assert r.ci_method.startswith("utterances") and r.ci_method.endswith("in each of 5 folds")
+    assert r.permutation_unit == "utterances"
+    assert all(f["n_test_frames"] % length == 0 for f in r.folds)
+    # 2 x I(rho = 0.6) = 0.446 nats per frame; the series has ~6000 / (2 x 8) effective samples: 0.15 is ~3 SE
+    assert abs(r.mi_nats - (-math.log(1 - 0.36))) < 0.15, r
