@@ -269,9 +269,10 @@ class Trainer:
         if rep is not None and rep.get("cross_fit"):
             return f"{rep['critic']}; validation {rep['valid_nats']:.3f} nats (refitted for a part of the cross-fit)"
         if rep is not None and rep["selected"]:
+            level = rep.get("trained_level_nats", rep["trained_valid_nats"])
             return (f"{rep['critic']}; validation {rep['valid_nats']:.3f} nats against {rep['trained_valid_nats']:.3f} "
-                    f"for the trained {self.model.describe()} (which would need a lead of one standard error, "
-                    f"{rep['difference_se_nats']:.3f})")
+                    f"for the trained {self.model.describe()} ({level:.3f} averaged with the checkpoints either side; "
+                    f"it would need a lead of one standard error, {rep['difference_se_nats']:.3f})")
         notes = []
         name = self.model.describe()
         if self.untrained_kept is not None:

@@ -13,7 +13,7 @@ from minecli.core.data import FrameBank
 from minecli.core.reference import (ADDITIVE_RIDGES, LDA_SHRINKAGE, _inv_sqrts, MAX_FLOAT_WIDTH, SPREAD_PSEUDO_FRAMES, LdaReference, ReferenceCritic, SpreadReference,
                                     _fit_additive, fit_gaussian, _fit_lda, _fit_table, reference_kind)
 from minecli.core.spec import StreamSpec
-from minecli.core.selection import ReferenceFit
+from minecli.core.selection import ReferenceFit, ReferenceSelection, curve_level
 from minecli.core.trainer import CriticConfig, TrainConfig, Trainer
 from minecli.testing import all_pairs_bound
 
@@ -519,3 +519,39 @@ def test_lda_reaches_the_true_critic_when_few_frames_meet_many_isotropic_dims():
     # whitening with the (nearly) sample covariance loses ~0.4 nats here, and a ridge of 1, under-confident, ~0.2
     assert max(val for (a, _), val in got.items() if -0.01 <= a < 0) < best - 0.2
     assert got[(-1.0, "edge")] < best - 0.1
+
+
+@pytest.mark.parametrize("history, best, level", [
+    # a peak at the first checkpoint that the next one loses: the level is the mean of the two
+    ([(0, 0.0), (100, 1.021), (200, 0.896), (300, 0.864)], 1.021, (1.021 + 0.896) / 2),
+    ([(0, 0.0), (100, 0.90), (200, 0.934), (300, 0.926), (400, 0.93)], 0.934, (0.90 + 0.934 + 0.926) / 3),
+    ([(0, 0.0), (100, 0.5), (200, 0.9)], 0.9, 0.7),      # best at the last checkpoint: with the one before
+    ([(0, 0.05), (100, 0.01), (200, 0.02)], 0.05, 0.05),  # the untrained critic is best: its own value
+])
+def test_the_trained_critics_level_averages_its_best_checkpoint_with_the_ones_either_side(history, best, level):
+    rows = [{"step": s, "valid_mi": v} for s, v in history]
+    assert curve_level(rows, best) == pytest.approx(level)
+
+
+def test_a_lead_read_off_one_lucky_checkpoint_does_not_displace_the_reference():
+    class Described:
+        def describe(self) -> str:
+            return "gaussian reference"
+
+    sel = ReferenceSelection.__new__(ReferenceSelection)
+    sel.enabled, sel.tried, sel.report = True, True, None
+    sel.fit = ReferenceFit(Described(), 0.974, "gaussian", torch.zeros(1), torch.zeros(1, 1))
+    rng = np.random.default_rng(0)
+    ref = 0.974 + 0.05 * rng.standard_normal(200)
+    # resampled bounds: the difference's SE is 0.03 nats, the reference far above the untrained critic's 0
+    trained = ref + 0.047 + 0.03 * rng.standard_normal(200)
+    sel.resampled = lambda scores, b=200: ([trained, ref], 0)
+    scores = (torch.zeros(1), torch.zeros(1, 1))
+    # the same best value, 1.021, 1.6 SE above the reference: held by its neighbours it is a lead ...
+    flat = [{"step": s, "valid_mi": v} for s, v in [(0, 0.0), (100, 1.0), (200, 1.021), (300, 1.02)]]
+    sel.consider(None, 1.021, flat, scores)
+    assert not sel.report["selected"] and sel.report["trained_level_nats"] == pytest.approx(1.0137, abs=1e-4)
+    # ... read once, with the next checkpoint 0.125 lower, it is the maximum's lift and the reference stays
+    peak = [{"step": s, "valid_mi": v} for s, v in [(0, 0.0), (100, 1.021), (200, 0.896), (300, 0.864)]]
+    sel.consider(None, 1.021, peak, scores)
+    assert sel.report["selected"] and sel.report["trained_valid_nats"] == 1.021
