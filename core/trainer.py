@@ -321,7 +321,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ selection
     def consider_reference(self, scores: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
-        """Select the pairing's closed-form critic unless the trained one validates higher by more than one SE.
+        """Select the pairing's closed-form critic unless the trained one (its curve's level) leads by more than one SE.
 
         Distributed, every rank must call it: rank 0 alone fits and selects, and the others receive its choice
         (they score the test split with the selected critic).
