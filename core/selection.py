@@ -170,7 +170,7 @@ class ReferenceSelection:
 
 def curve_level(history: list[dict[str, float]], best_value: float) -> float:
     """The trained critic's validation curve at its best checkpoint, averaged with the checkpoints either side
-    (``best_value`` itself when the best is the untrained critic or not in ``history``).
+    (``best_value`` itself when the kept critic is the untrained one, or is not in ``history``).
 
     The best checkpoint's value is the largest of many noisy readings, so it reads high by about the
     curve's wiggle: a 16x16 table's classifier wandered 0.926-0.934 and peaked 0.004 above the reference,
@@ -180,9 +180,9 @@ def curve_level(history: list[dict[str, float]], best_value: float) -> float:
     classifier rightly kept).
     """
     trained = [h["valid_mi"] for h in history if h["step"] > 0]
-    if not trained or max(trained) < best_value:
+    if best_value not in trained:  # the untrained critic was kept: it validated at best_value, no curve
         return best_value
-    i = int(np.argmax(trained))
+    i = trained.index(best_value)
     return min(best_value, float(np.mean(trained[max(i - 1, 0):i + 2])))
 
 

@@ -527,6 +527,7 @@ def test_lda_reaches_the_true_critic_when_few_frames_meet_many_isotropic_dims():
     ([(0, 0.0), (100, 0.90), (200, 0.934), (300, 0.926), (400, 0.93)], 0.934, (0.90 + 0.934 + 0.926) / 3),
     ([(0, 0.0), (100, 0.5), (200, 0.9)], 0.9, 0.7),      # best at the last checkpoint: with the one before
     ([(0, 0.05), (100, 0.01), (200, 0.02)], 0.05, 0.05),  # the untrained critic is best: its own value
+    ([(0, 0.01), (100, 0.03), (200, -0.2)], 0.01, 0.01),  # ... or kept, its trained best not significant
 ])
 def test_the_trained_critics_level_averages_its_best_checkpoint_with_the_ones_either_side(history, best, level):
     rows = [{"step": s, "valid_mi": v} for s, v in history]
