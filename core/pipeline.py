@@ -372,8 +372,8 @@ def validate_config(config: str | os.PathLike[str], overrides: list[str] | None 
     kind = reference_kind(prep.specs["x"], prep.specs["y"], *cfg.contexts()) if cfg.critic.reference else None
     if kind:
         lines.append(f"  reference: {kind} (closed form, fitted on the train split; gives the estimate unless "
-                     "the trained critic's validation, at its best checkpoint and either side, leads by more than one "
-                     "standard error)")
+                     "the trained critic's validation, at its best checkpoint and either side, leads by more than half "
+                     "a standard error)")
     lines.extend(f"  note: {n}" for n in prep.notes)
     return "\n".join(lines)
 

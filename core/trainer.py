@@ -31,7 +31,7 @@ from .result import LOG2, MIResult, entropy_report, result_warnings
 from .resume import Checkpoints
 from .runtime import training_threads
 from .scoring import score_bank, valid_protocol
-from .selection import ReferenceFit, ReferenceSelection
+from .selection import LEAD_SE, ReferenceFit, ReferenceSelection
 from .settings import CriticConfig, EstimatorConfig, HeadConfig, TrainConfig
 from .spec import StreamSpec
 
@@ -272,7 +272,7 @@ class Trainer:
             level = rep.get("trained_level_nats", rep["trained_valid_nats"])
             return (f"{rep['critic']}; validation {rep['valid_nats']:.3f} nats against {rep['trained_valid_nats']:.3f} "
                     f"for the trained {self.model.describe()} ({level:.3f} averaged with the checkpoints either side; "
-                    f"it would need a lead of one standard error, {rep['difference_se_nats']:.3f})")
+                    f"it would need a lead of {LEAD_SE:g} standard errors of {rep['difference_se_nats']:.3f})")
         notes = []
         name = self.model.describe()
         if self.untrained_kept is not None:
@@ -321,7 +321,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ selection
     def consider_reference(self, scores: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
-        """Select the pairing's closed-form critic unless the trained one (its curve's level) leads by more than one SE.
+        """Select the closed-form critic unless the trained one (its curve's level) leads it by over LEAD_SE SEs.
 
         Distributed, every rank must call it: rank 0 alone fits and selects, and the others receive its choice
         (they score the test split with the selected critic).

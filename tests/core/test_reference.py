@@ -556,3 +556,10 @@ def test_a_lead_read_off_one_lucky_checkpoint_does_not_displace_the_reference():
     peak = [{"step": s, "valid_mi": v} for s, v in [(0, 0.0), (100, 1.021), (200, 0.896), (300, 0.864)]]
     sel.consider(None, 1.021, peak, scores)
     assert sel.report["selected"] and sel.report["trained_valid_nats"] == 1.021
+    # at its level the trained critic must lead by half a standard error (0.015 nats here): 0.8 SE keeps
+    # it, 0.2 SE leaves the estimate to the reference
+    for lead_se, kept in ((0.8, True), (0.2, False)):
+        level = 0.974 + lead_se * 0.03
+        curve = [{"step": s, "valid_mi": level + d} for s, d in [(100, -0.002), (200, 0.002), (300, 0.0)]]
+        sel.consider(None, level + 0.002, [{"step": 0, "valid_mi": 0.0}] + curve, scores)
+        assert sel.report["selected"] is not kept, (lead_se, sel.report)
