@@ -19,8 +19,8 @@ likelihood (with a little regularisation):
 
 A reference critic is a fixed function, so its held-out bound is as valid a lower bound as the
 trained critic's. The trainer scores each candidate on the same validation protocol as the trained
-critic and keeps the reference unless the trained critic validates higher by more than one standard
-error (and only when it beats the untrained critic significantly: selection.py): on small corpora
+critic and keeps the reference unless the trained critic, at its curve's level, validates higher by more
+than half a standard error (and only when it beats the untrained critic significantly: selection.py): on small corpora
 these models need far fewer samples than a neural critic when they fit the data, and they lose the
 validation by far when they do not.
 """

@@ -34,8 +34,9 @@ class CriticConfig:
                                        "split (jointly Gaussian float streams, Gaussian classes for single tokens "
                                        "against floats, additive token means for several tokens against floats, "
                                        "a smoothed table for two token streams); it gives the "
-                                       "estimate unless the trained critic validates higher by more than one "
-                                       "standard error, and training stops once it cannot catch up")
+                                       "estimate unless the trained critic validates higher (at its best "
+                                       "checkpoint and either side) by more than half a standard error, and "
+                                       "training stops once it cannot catch up")
     half_sample_correction: bool = param(True, help="when the closed-form critic gives the estimate, refit it on two "
                                                     "halves of the train split and extrapolate its held-out bound "
                                                     "to unlimited training data (Richardson): the number is then no "

@@ -112,9 +112,12 @@ def test_wide_float_frames_are_not_cross_fitted():
     assert r.critic.startswith("gaussian") and r.folds == [] and r.n_test_frames == 600
 
 
-def test_a_serially_correlated_series_is_cross_fitted_by_blocks():
+def test_a_serially_correlated_series_is_cross_fitted_by_blocks(monkeypatch):
     from minecli.testing import ar1_frames
 
+    # the subject is the cross-fit, not the selection: the trained MLP validates within a standard error of
+    # the Gaussian reference here, so the reference is made to win whatever the trained critic's lead
+    monkeypatch.setattr("minecli.core.selection.LEAD_SE", 1e6)
     rng = np.random.default_rng(6)
     g = ar1_frames(6000, 8.0, rng, 2).astype(np.float64)
     y = (0.6 * g + 0.8 * ar1_frames(6000, 8.0, rng, 2)).astype(np.float32)
