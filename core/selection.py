@@ -113,8 +113,10 @@ class ReferenceSelection:
         # The trained critic's lead is read from its curve's level, not from its best checkpoint: by the
         # maximum, wrong picks led by 1.5 SE (a 16x16 table, a serial Gaussian) and right ones on real speech
         # by 1.0-1.3 SE (phones vs log-mel: an MLP and a classifier that tested 0.11 and 0.24 nats above
-        # LDA), so no margin on the maximum told them apart. By the level the wrong picks lead by -0.5 to
-        # +0.06 SE (a fresh serial Gaussian) and the right ones by 0.85 and 1.1 SE: LEAD_SE sits between.
+        # LDA), so no margin on the maximum told them apart. By the level those wrong picks lead by -0.5 to
+        # +0.06 SE (with a fresh serial Gaussian) and the right ones by 0.85 and 1.1 SE: LEAD_SE sits
+        # between. Not a clean cut: later a table's classifier led by 0.62 SE at its level and tested
+        # 3% below the reference, a serial Gaussian's MLP by 0.59 SE and tested 8% closer to the truth.
         level = curve_level(history, best_value)
         untrained = history[0]["valid_mi"] if history else 0.0
         selected = (fit.valid_nats >= level - LEAD_SE * margin
