@@ -81,9 +81,14 @@ def _inv_sqrts(c: torch.Tensor, ridges: Sequence[float] = (), shrinkages: Sequen
     covariance costs ~30 ms per decomposition, eight per LDA fit before).
     """
     lam, v = torch.linalg.eigh(c)
+    return [(v * s.clamp_min(1e-12).rsqrt()) @ v.T for s in _spectra(lam, ridges, shrinkages)]
+
+
+def _spectra(lam: torch.Tensor, ridges: Sequence[float], shrinkages: Sequence[float]) -> list[torch.Tensor]:
+    """The eigenvalues of C + r I for each ridge r, then of (1 - a) C + a mean(diag C) I for each shrinkage a,
+    given C's eigenvalues ``lam``."""
     mu = float(lam.mean())  # = mean(diag C)
-    spectra = [lam + r for r in ridges] + [(1 - a) * lam + a * mu for a in shrinkages]
-    return [(v * s.clamp_min(1e-12).rsqrt()) @ v.T for s in spectra]
+    return [lam + r for r in ridges] + [(1 - a) * lam + a * mu for a in shrinkages]
 
 
 class ReferenceCritic(nn.Module):
@@ -429,8 +434,8 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
     # moves its eigenvalues), so the class means, their scatter and the frames are rotated into that basis
     # once and each candidate rescales them: the D x D products are paid once, not per whitening.
     lam, vecs = torch.linalg.eigh(cov)
-    mu = float(lam.mean())  # = mean(diag C)
-    spectra = [(r, False, lam + r) for r in LDA_RIDGES] + [(a, True, (1 - a) * lam + a * mu) for a in LDA_SHRINKAGE]
+    tags = [(r, False) for r in LDA_RIDGES] + [(a, True) for a in LDA_SHRINKAGE]
+    spectra = [(*tag, sp) for tag, sp in zip(tags, _spectra(lam, LDA_RIDGES, LDA_SHRINKAGE))]
     # V x D x D products in float32 (as the covariances), the results in float64 for the eigensolver
     means_v = (means.float() @ vecs.float()).double()    # class means in the eigenbasis [V, d]
     scatter_v = ((means_v * (counts / n)[:, None]).T.float() @ means_v.float()).double()
