@@ -62,6 +62,9 @@ MAX_ADDITIVE_TABLE = 1 << 24  # ...times the float width: 128 MB of float64 whil
 MAX_MIXTURE = 16384
 ADDITIVE_PSEUDO_FRAMES = (1.0, 10.0)
 ADDITIVE_RIDGES = (1e-3, 1e-1)
+# Per-direction shrinkage of each position's means costs an eigendecomposition of its d x d scatter per
+# backfitting sweep; wider floats keep the pseudo-frame candidates only.
+ADDITIVE_EB_MAX_WIDTH = MAX_FLOAT_WIDTH
 SPREAD_RIDGE = 1e-3  # the class-spread candidates reuse the LDA fit at this ridge
 SPREAD_PSEUDO_FRAMES = (0.5, 3.0)
 
@@ -260,16 +263,20 @@ class AdditiveReference(LdaReference):
     """
 
     def __init__(self, token_side: str, tables: torch.Tensor, means: torch.Tensor, log_prior: torch.Tensor,
-                 proj: torch.Tensor, shift: torch.Tensor, ridge: float, shrink: float) -> None:
-        super().__init__(token_side, means, log_prior, proj, shift, ridge)
+                 proj: torch.Tensor, shift: torch.Tensor, ridge: float, shrink: float, rule: str = "pseudo") -> None:
+        super().__init__(token_side, means, log_prior, proj, shift, ridge, rule)
         self.register_buffer("tables", tables.float())  # [J, V, d] per position's whitened mean offsets
         self.shrink = shrink
 
     def describe(self) -> str:
         """One line for summaries."""
         j = int(self.tables.shape[0])
+        how = (f"{self.shrink:g} pseudo-frames" if self.rule == "pseudo" else
+               "each position's means shrunk per direction, " + {"floor": "directions above the noise floor",
+                                                                  "edge": "directions above the Marchenko-Pastur "
+                                                                          "edge of noise"}[self.rule])
         return (f"additive reference (closed form: {j} tokens of {self.token_side} each add a mean, shared "
-                f"covariance, mixture over {self.vocab} seen tuples, {self.shrink:g} pseudo-frames)")
+                f"covariance, mixture over {self.vocab} seen tuples, {how})")
 
     def _tokens(self, idx: torch.Tensor) -> torch.Tensor:
         k = idx.reshape(idx.shape[0], -1)
@@ -520,6 +527,7 @@ def _fit_additive(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int, 
     uniq, inverse, tuple_counts = torch.unique(tokens, dim=0, return_inverse=True, return_counts=True)
     top = torch.argsort(tuple_counts, descending=True)[:MAX_MIXTURE]
     log_prior = torch.log(tuple_counts[top].double() / tuple_counts[top].sum())
+    dof_spent = int((counts > 0).sum())
     out: list[ReferenceCritic] = []
     for pseudo in ADDITIVE_PSEUDO_FRAMES:
         tables = torch.zeros(j, vocab, d, dtype=torch.float64)
@@ -531,13 +539,59 @@ def _fit_additive(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int, 
                 tables[i] = sums / (counts[i] + pseudo)[:, None]
                 fitted += tables[i][tokens[:, i]]
         resid = z - fitted
-        cov = (resid.T @ resid) / max(1, n - 1)
+        # each position's means spend a degree of freedom per seen token, as the LDA fit's within-class scatter
+        cov = (resid.T @ resid) / max(1, n - dof_spent)
+        if pseudo == ADDITIVE_PSEUDO_FRAMES[0]:
+            cov_first = cov
         for ridge, w in zip(ADDITIVE_RIDGES, _inv_sqrts(cov, ADDITIVE_RIDGES)):
             wt = tables @ w                                  # [J, V, d] whitened offsets
             means = sum(wt[i][uniq[top][:, i]] for i in range(j))  # [S, d] the mixture's components
             proj = w.T / scale                               # [d, D] on raw frames
             out.append(AdditiveReference(side, wt, means, log_prior, proj, proj @ mean, ridge, pseudo))
+    if d <= ADDITIVE_EB_MAX_WIDTH:
+        # whitened by the first fit's residual covariance, where a position's mean noise is 1/n_k per direction;
+        # the n x d x d products in float32, as the LDA fit's (the covariances need no more)
+        # (the frames and residuals too, n x d: the per-token sums and scatters are taken in float64)
+        w0 = _inv_sqrts(cov_first, ADDITIVE_RIDGES[:1])[0]
+        zw = z.float() @ w0.float()
+        # backfitted with the noise-floor rule; the last sweep also gives each position's edge-rule means from
+        # the same partial residual (one eigendecomposition per position and sweep serves both)
+        tables = torch.zeros(j, vocab, d)
+        edge = torch.zeros_like(tables)
+        fitted = torch.zeros_like(zw)
+        for _ in range(sweeps):
+            for i in range(j):
+                fitted -= tables[i][tokens[:, i]]
+                sums = torch.zeros(vocab, d).index_add_(0, tokens[:, i], zw - fitted).double()
+                floor_means, edge_means = _eb_means(sums / counts[i].clamp_min(1)[:, None], counts[i])
+                tables[i], edge[i] = floor_means.float(), edge_means.float()
+                fitted += tables[i][tokens[:, i]]
+        for rule, tab in (("floor", tables), ("edge", edge)):
+            resid = zw - sum(tab[i][tokens[:, i]] for i in range(j))
+            w1 = _inv_sqrts((resid.T @ resid).double() / max(1, n - dof_spent), ADDITIVE_RIDGES[:1])[0]
+            wt = (tab @ w1.float()).double()
+            means = sum(wt[i][uniq[top][:, i]] for i in range(j))
+            proj = (w0 @ w1).T / scale
+            out.append(AdditiveReference(side, wt, means, log_prior, proj, proj @ mean, ADDITIVE_RIDGES[0], 0.0, rule))
     return out
+
+
+def _eb_means(raw: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class means ``raw`` [V, d] of whitened frames (noise ~ I) shrunk per direction of their scatter, as the LDA
+    fit does, each towards 0 by tau^2 / (tau^2 + 1/n_k): keeping the directions above the noise floor, and
+    keeping those above the Marchenko-Pastur edge of noise."""
+    n = float(counts.sum())
+    seen = int((counts > 0).sum())
+    b, u = torch.linalg.eigh((raw * (counts / n)[:, None]).T @ raw)
+    floor = seen / n
+    out = []
+    for cut in (floor, (math.sqrt(seen) + math.sqrt(raw.shape[1])) ** 2 / n):
+        keep = b > cut
+        uk, tau2 = u[:, keep], (b - floor)[keep]
+        shrink = tau2 / (tau2 + 1.0 / counts.clamp_min(1)[:, None])
+        shrink = torch.where(counts[:, None] > 0, shrink, torch.zeros_like(shrink))
+        out.append(((raw @ uk) * shrink) @ uk.T)
+    return out[0], out[1]
 
 
 def dirichlet_evidence_fit(cell: torch.Tensor, row_n: torch.Tensor, base: torch.Tensor,
