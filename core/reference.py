@@ -295,13 +295,16 @@ class TableReference(ReferenceCritic):
     """
 
     def __init__(self, keys: torch.Tensor, counts: torch.Tensor, u: torch.Tensor, v: torch.Tensor, d: float,
-                 a: torch.Tensor, b: torch.Tensor, alpha: float, towards: str = "uniform") -> None:
+                 a: torch.Tensor, b: torch.Tensor, alpha: float, towards: str = "uniform",
+                 target: torch.Tensor | None = None) -> None:
         super().__init__()
         self.register_buffer("keys", keys.long())          # [S] sorted x * Vy + y of the seen cells
         self.register_buffer("counts", counts.float())     # [S]
         self.register_buffer("u", u.float())               # [Vx] pseudo-counts by row
         self.register_buffer("v", v.float())               # [Vy] pseudo-counts by column
-        self.register_buffer("d", torch.tensor(float(d)))  # pseudo-count on x's own token
+        self.register_buffer("d", torch.tensor(float(d)))  # pseudo-count on each row's target token
+        # [Vx] the token of y that row x's d goes to: x's own token, or the row's most frequent one (-1: none)
+        self.register_buffer("target", torch.arange(u.numel()) if target is None else target.long())
         self.register_buffer("a", a.float())               # [Vx] row normaliser
         self.register_buffer("b", b.float())               # [Vy] column normaliser
         self.alpha, self.towards = alpha, towards
@@ -325,12 +328,57 @@ class TableReference(ReferenceCritic):
 
     def _t(self, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
         ex, ey = torch.broadcast_tensors(ex, ey)
-        inner = self.u[ex] + self.v[ey] + self.d * (ex == ey)
+        inner = self.u[ex] + self.v[ey] + self.d * (self.target[ex] == ey)
         if self.keys.numel():
             q = ex * self.v.numel() + ey
             at = torch.searchsorted(self.keys, q).clamp_max(self.keys.numel() - 1)
             inner = inner + torch.where(self.keys[at] == q, self.counts[at], torch.zeros((), device=q.device))
         return inner.log() + self.a[ex] + self.b[ey]
+
+
+class TupleTableReference(TableReference):
+    """A table reference whose rows or columns are the token tuples (codebooks, context windows) seen in
+    training: a frame's tuple maps to its row, an unseen tuple to one more row without counts, whose
+    smoothed distribution is the prior's."""
+
+    def __init__(self, table: TableReference, codes_x: torch.Tensor, codes_y: torch.Tensor, vx: int, vy: int) -> None:
+        super().__init__(table.keys, table.counts, table.u, table.v, float(table.d), table.a, table.b, table.alpha,
+                         table.towards, table.target)
+        self.register_buffer("codes_x", codes_x.long())  # [Sx] sorted codes of x's seen tuples
+        self.register_buffer("codes_y", codes_y.long())
+        self.vx, self.vy = vx, vy
+
+    def describe(self) -> str:
+        """One line for summaries."""
+        return super().describe().replace("table reference (closed form: ", "table reference (closed form, over "
+                                          "the token tuples seen in training: ", 1)
+
+    def encode_x(self, x: torch.Tensor) -> torch.Tensor:
+        """Each frame's row: its tuple's index among the seen ones, or the last row."""
+        return _tuple_rows(x, self.codes_x, self.vx)
+
+    def encode_y(self, y: torch.Tensor) -> torch.Tensor:
+        """Each frame's column, as encode_x."""
+        return _tuple_rows(y, self.codes_y, self.vy)
+
+
+def _tuple_codes(tokens: torch.Tensor, vocab: int) -> torch.Tensor:
+    """``[N, J]`` tokens -> ``[N]`` mixed-radix codes sum_j t_j vocab^j."""
+    weights = torch.tensor([vocab**j for j in range(tokens.shape[1])], dtype=torch.long, device=tokens.device)
+    return (tokens.long() * weights).sum(1)
+
+
+def _tuple_rows(tokens: torch.Tensor, codes: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Rows of a tuple table for ``[N, ...]`` tokens: the seen tuple's index in ``codes``, else len(codes)."""
+    q = _tuple_codes(tokens.reshape(tokens.shape[0], -1), vocab)
+    at = torch.searchsorted(codes, q).clamp_max(codes.numel() - 1)
+    return torch.where(codes[at] == q, at, torch.full_like(at, codes.numel()))
+
+
+def tuple_code_fits(spec: StreamSpec, c: int) -> bool:
+    """Whether a frame's token tuple has a mixed-radix code in 62 bits."""
+    width = int(spec.n_codebooks or 1) * c
+    return math.log2(max(2, int(spec.vocab_size or 0))) * width <= 62
 
 
 def reference_kind(spec_x: StreamSpec, spec_y: StreamSpec, cx: int, cy: int) -> str | None:
@@ -345,6 +393,11 @@ def reference_kind(spec_x: StreamSpec, spec_y: StreamSpec, cx: int, cy: int) -> 
         return "gaussian" if max(width(spec_x, cx), width(spec_y, cy)) <= MAX_FLOAT_WIDTH else None
     if single(spec_x, cx) and single(spec_y, cy):
         return "table"  # stored sparsely: any vocabulary fits
+    if spec_x.kind == "index" and spec_y.kind == "index":
+        # several tokens per frame (codebooks, a context window): a table over the token tuples seen in
+        # training, each tuple's code a mixed-radix integer
+        fits = all(tuple_code_fits(spec, c) for spec, c in ((spec_x, cx), (spec_y, cy)))
+        return "table" if fits else None
     for tok, tc, flt, fc in ((spec_x, cx, spec_y, cy), (spec_y, cy, spec_x, cx)):
         if single(tok, tc) and flt.kind == "float":
             ok = int(tok.vocab_size or 0) <= MAX_LDA_VOCAB and width(flt, fc) <= MAX_FLOAT_WIDTH
@@ -363,7 +416,10 @@ def fit_references(kind: str, train: FrameBank, cx: int, cy: int, spec_x: Stream
     frames = torch.randperm(train.n_frames, generator=gen)[:FIT_FRAMES]
     x, y = train.gather(frames, cx, cy)
     if kind == "table":
-        return _fit_table(x.reshape(-1), y.reshape(-1), int(spec_x.vocab_size or 0), int(spec_y.vocab_size or 0))
+        vx, vy = int(spec_x.vocab_size or 0), int(spec_y.vocab_size or 0)
+        if x[0].numel() == 1 and y[0].numel() == 1:
+            return _fit_table(x.reshape(-1), y.reshape(-1), vx, vy)
+        return _fit_tuple_table(x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1), vx, vy)
     fx = x.reshape(x.shape[0], -1).float()
     fy = y.reshape(y.shape[0], -1).float()
     if kind == "gaussian":
@@ -611,7 +667,7 @@ def dirichlet_evidence_fit(cell: torch.Tensor, row_n: torch.Tensor, base: torch.
     return max(grid, key=evidence)
 
 
-def _fit_table(x: torch.Tensor, y: torch.Tensor, vx: int, vy: int) -> list[ReferenceCritic]:
+def _fit_table(x: torch.Tensor, y: torch.Tensor, vx: int, vy: int, matching: bool = True) -> list[ReferenceCritic]:
     keys, cell = torch.unique(x.long() * vy + y.long(), return_counts=True)
     cell = cell.double()
     rx, ry = keys // vy, keys % vy
@@ -634,8 +690,62 @@ def _fit_table(x: torch.Tensor, y: torch.Tensor, vx: int, vy: int) -> list[Refer
     out.append(TableReference(keys, cell, zx, beta * py, 0.0, -(nx + beta).log(), -py.log(), beta, "y"))
     beta = dirichlet_evidence_fit(cell, ny, px[rx])
     out.append(TableReference(keys, cell, beta * px, zy, 0.0, -px.log(), -(ny + beta).log(), beta, "x"))
-    out += _fit_matching_table(keys, cell, nx, px, py)
+    if matching:
+        out += _fit_matching_table(keys, cell, nx, px, py)
+    out += _fit_mode_table(keys, cell, nx, py)
     return out
+
+
+def _fit_mode_table(keys: torch.Tensor, cell: torch.Tensor, nx: torch.Tensor, py: torch.Tensor) -> list[ReferenceCritic]:
+    """A table smoothed towards "the row's most frequent token, else another": y = f(x) through a noisy channel.
+
+    Tokenizers of the same speech (a codec's codebooks against phones or another tokenizer's units) often
+    map each row to one token of the other side plus noise. A row's Dirichlet prior is centred on w at its
+    most frequent token plus (1 - w) times the tokens shown off the modes; w is the excess over chance of
+    frames whose token is their row's mode left out of the count (a row seen once predicts nothing), so
+    that rows with few frames do not vouch for themselves. Without such structure w is ~0 and no
+    candidate is added.
+    """
+    vx, vy = nx.numel(), py.numel()
+    rx, ry = keys // vy, keys % vy
+    c1 = torch.zeros(vx, dtype=torch.float64).scatter_reduce_(0, rx, cell, "amax", include_self=False)
+    # the first cell of each row at its maximum count is the mode
+    at_max = torch.nonzero(cell == c1[rx]).reshape(-1)
+    first = torch.full((vx,), keys.numel(), dtype=torch.long).scatter_reduce_(0, rx[at_max], at_max, "amin")
+    seen = nx > 0
+    mode = torch.where(seen, ry[first.clamp_max(keys.numel() - 1)], torch.full_like(first, -1))
+    is_mode = ry == mode[rx]
+    c2 = torch.zeros(vx, dtype=torch.float64).scatter_reduce_(0, rx[~is_mode], cell[~is_mode], "amax", include_self=False)
+    # leave-one-out: a frame on its row's mode still finds it the mode without itself if c1 - 1 > c2 (ties: half)
+    loo = torch.where(c1 - 1 > c2, 1.0, torch.where(c1 - 1 == c2, 0.5, 0.0)) * (c1 >= 2)
+    rows = nx >= 2
+    n_eff = float(nx[rows].sum())
+    if n_eff <= 0:
+        return []
+    matches = float((c1 * loo)[rows].sum())
+    chance = float((nx * py[mode.clamp_min(0)])[rows].sum()) / n_eff
+    w = (matches / n_eff - chance) / (1.0 - chance)
+    if w <= 0.01:
+        return []
+    off = torch.zeros(vy, dtype=torch.float64).index_add_(0, ry[~is_mode], cell[~is_mode]) + 0.5
+    off = off / off.sum()
+    beta = dirichlet_evidence_fit(cell, nx, (1.0 - w) * off[ry] + w * is_mode.double())
+    # an unseen row holds only the off-mode share of its prior
+    a = torch.where(seen, -(nx + beta).log(), torch.full_like(nx, -math.log(beta * (1.0 - w))))
+    return [TableReference(keys, cell, torch.zeros(vx, dtype=torch.float64), beta * (1.0 - w) * off, beta * w, a,
+                           -py.log(), beta, f"y, with {w:.2f} of it on the row's most frequent token", mode)]
+
+
+def _fit_tuple_table(x: torch.Tensor, y: torch.Tensor, vx: int, vy: int) -> list[ReferenceCritic]:
+    """Table candidates over the token tuples of each side (``[N, J]``; J = 1 for a single token), every unseen
+    tuple sharing one extra row or column. The matching-token candidates do not apply: a tuple's row is no
+    token of the other side."""
+    sides = []
+    for t, v in ((x, vx), (y, vy)):
+        codes, rows = torch.unique(_tuple_codes(t, v), return_inverse=True)
+        sides.append((codes, rows, codes.numel() + 1))
+    (cx, rx, nx), (cy, ry, ny) = sides
+    return [TupleTableReference(ref, cx, cy, vx, vy) for ref in _fit_table(rx, ry, nx, ny, matching=False)]
 
 
 def _fit_matching_table(keys: torch.Tensor, cell: torch.Tensor, nx: torch.Tensor, px: torch.Tensor,
