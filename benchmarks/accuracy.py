@@ -16,9 +16,10 @@ Target: within 5% of the truth, or 0.03 nats when the truth is below 0.6, in und
 Beyond the Gaussian, table and mixture tasks: heavy tails (Student-t pairs, and a Gaussian signal in
 Student-t noise, which is not elliptical: I = h(Y) - h(noise) by Monte Carlo), invertible warps of
 Gaussian pairs (cube, tanh, exp: I unchanged), Zipf-distributed tokens through a noisy channel over
-512 symbols, tokens against a float stream with a spread per token (256 tokens, 32 dims), and four
-codebooks of 16 tokens, each driving its own block of a 16-dim float stream, the original pipeline's
-corpus shape at 10,000 frames, and two serially correlated series given as one long array (AR(1)
+512 symbols, tokens against a float stream with a spread per token (256 tokens, 32 dims), four
+codebooks of 16 (and of 256) tokens, each driving its own block of a 16-dim (32-dim) float stream,
+pairs of codebook tokens whose tuple fixes a token of a 64-symbol stream through a noisy channel, the
+original pipeline's corpus shape at 10,000 frames, and two serially correlated series given as one long array (AR(1)
 Gaussians with AR(1) noise; a sticky Markov chain of Zipf tokens through a noisy channel), which the
 estimator cuts into contiguous blocks: there the true critic's marginals come from other blocks too.
 
@@ -29,8 +30,9 @@ critic can remove; "best fitted" is the bound of the right parametric family fit
 training frames (the Gaussian maximum-likelihood critic; the table with Bayes add-alpha smoothing
 at the alpha that generated it; the mixture's class means, pooled sigma and label frequencies; for
 the mixture with a spread per token, the Bayes posterior predictive given the generating
-hyperparameters; for the token channels, the channel's keep probability): what a critic that knew
-the model's form could reach from that much training data, as a held-out bound.
+hyperparameters; for the token channels, the channel's keep probability, and for the codebook pairs
+each pair's most frequent token too): what a critic that knew the model's form could reach from that
+much training data, as a held-out bound.
 
 "estimate" is estimate_mi's number with default options. When a closed-form critic gives it, that is
 the critic's held-out bound extrapolated to unlimited training data (the half-sample correction,
@@ -148,6 +150,19 @@ def fitted_critic(name: str, x: np.ndarray, y: np.ndarray, true_critic: Any = No
         means = sums / np.maximum(counts, 1)[:, None]
         inner = hetero_critic(means, true_critic.sig, (counts + 0.5) / (counts.sum() + 512))
         return _projected(inner, true_critic.a)
+    if name.startswith("codebook pairs"):
+        # knows the channel's form (the tuple's token, else uniform); estimates each pair's token and keep
+        vy = int(name.split()[-1])
+        rows = x[:, 0] * 16 + x[:, 1]
+        counts = np.zeros((256, vy))
+        np.add.at(counts, (rows, y), 1)
+        f = counts.argmax(1)
+        keep = max(0.0, (float(np.mean(f[rows] == y)) - 1 / vy) / (1 - 1 / vy))
+        p = np.full((256, vy), (1 - keep) / vy)
+        p[np.arange(256), f] += keep
+        p[counts.sum(1) == 0] = 1.0 / vy  # a pair never seen in training: no idea
+        py = (np.bincount(y, minlength=vy) + 0.5) / (len(y) + 0.5 * vy)
+        return lambda xs, ys: np.log(p[xs[:, 0] * 16 + xs[:, 1]][:, ys] / py[ys][None, :])
     if name.startswith("codebooks"):
         books, vocab = (int(v) for v in name.split()[1].split("x"))
         per = y.shape[1] // books
@@ -400,6 +415,24 @@ def codebooks(n_books: int, vocab: int, dim_per: int, seed: int) -> Task:
     return np.stack(toks, 1), np.concatenate(blocks, 1).astype(np.float32), truth, scores
 
 
+def codebook_channel(books: int, vocab: int, vocab_y: int, keep: float, seed: int) -> Task:
+    """[N, C] uniform tokens; y is a fixed random function of the tuple with probability keep, else uniform:
+    I exact from the channel table."""
+    rng = np.random.default_rng(seed)
+    shape = (vocab,) * books
+    f = rng.integers(0, vocab_y, shape)
+    x = rng.integers(0, vocab, (N, books))
+    y = np.where(rng.random(N) < keep, f[tuple(x.T)], rng.integers(0, vocab_y, N))
+    pyx = np.full(shape + (vocab_y,), (1 - keep) / vocab_y)
+    np.put_along_axis(pyx, f[..., None], keep + (1 - keep) / vocab_y, axis=-1)
+    py = pyx.reshape(-1, vocab_y).mean(0)
+    truth = float((pyx * np.log(pyx / py)).sum() / vocab**books)
+
+    def scores(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        return np.log(pyx[tuple(xs.T)][:, ys] / py[ys][None, :])
+    return x, y, truth, scores
+
+
 def serial_gaussian(d: int, mi: float, phi: float, seed: int) -> Task:
     """Correlated Gaussians whose signal and noise are both AR(1) in time (one long series): I per frame as iid."""
     from minecli.testing import ar1_frames
@@ -519,6 +552,8 @@ TASKS: list[tuple[str, Callable[[int], Task]]] = [
     ("zipf channel v=2048 zipf noise", lambda s: zipf_channel(2048, 0.6, s, "zipf")),
     ("hetero mixture v=256 d=32", lambda s: hetero_mixture(256, 32, s)),
     ("codebooks 4x16 d=16", lambda s: codebooks(4, 16, 4, s)),
+    ("codebooks 4x256 d=32", lambda s: codebooks(4, 256, 8, s)),
+    ("codebook pairs 16x16 to tokens 64", lambda s: codebook_channel(2, 16, 64, 0.7, s)),
     ("corpus shape v=1024 d=513", corpus_shape),
     ("serial gauss d=4 phi=0.95", lambda s: serial_gaussian(4, 1.0, 0.95, s)),
     ("serial tokens v=256 stay=0.9", lambda s: serial_tokens(256, 0.9, 0.6, s)),
