@@ -724,7 +724,8 @@ def _fit_mode_table(keys: torch.Tensor, cell: torch.Tensor, nx: torch.Tensor, py
         return []
     matches = float((c1 * loo)[rows].sum())
     chance = float((nx * py[mode.clamp_min(0)])[rows].sum()) / n_eff
-    w = (matches / n_eff - chance) / (1.0 - chance)
+    # half a mismatch added: a channel seen without noise keeps w < 1, so that an unseen cell scores finitely
+    w = ((matches + 0.5) / (n_eff + 1.0) - chance) / (1.0 - chance)
     if w <= 0.01:
         return []
     off = torch.zeros(vy, dtype=torch.float64).index_add_(0, ry[~is_mode], cell[~is_mode]) + 0.5
@@ -765,7 +766,7 @@ def _fit_matching_table(keys: torch.Tensor, cell: torch.Tensor, nx: torch.Tensor
     diag = rx == ry
     matches = float(cell[diag].sum())
     chance = float((px[:common] * py[:common]).sum())
-    w = (matches / n - chance) / (1.0 - chance)
+    w = ((matches + 0.5) / (n + 1.0) - chance) / (1.0 - chance)  # < 1, as in _fit_mode_table
     if w <= 0.01:
         return []
     # What shows when the token is not kept: the columns' counts off the diagonal.

@@ -258,6 +258,19 @@ def test_token_tuples_get_a_table_whose_most_frequent_token_prior_reaches_the_tr
     assert torch.isfinite(t).all()
 
 
+def test_a_noiseless_channel_keeps_every_table_finite():
+    """y a deterministic function of x (the same token, or a fixed map): w would be 1, leaving unseen cells at
+    log 0; held-out frames off the training map must still score finitely."""
+    rng = np.random.default_rng(4)
+    x = torch.as_tensor(rng.integers(0, 16, 3000))
+    for y in (x.clone(), (x * 7 + 3) % 16):
+        refs = _fit_table(x, y, 16, 16)
+        assert any("own token" in r.towards or "most frequent" in r.towards for r in refs)
+        for r in refs:
+            t = r._t(r.encode_x(torch.arange(16))[:, None], r.encode_y(torch.arange(16))[None])
+            assert torch.isfinite(t).all(), r.describe()
+
+
 def test_independent_tokens_get_no_most_frequent_token_table():
     rng = np.random.default_rng(3)
     x, y = torch.as_tensor(rng.integers(0, 64, 8000)), torch.as_tensor(rng.integers(0, 64, 8000))
