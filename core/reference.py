@@ -12,10 +12,13 @@ likelihood (with a little regularisation):
   class with a shared covariance: T(k, y) = log N(y; mu_k, S) - log sum_j pi_j N(y; mu_j, S).
 - ``spread`` (beside each ``lda`` fit at one ridge): the same classes, each with an isotropic spread of
   its own in LDA's whitened space, shrunk towards the pooled one for rare tokens.
-- ``additive`` (several tokens per frame against a float stream): each token adds a mean vector.
-- ``table`` (single tokens on both sides): the add-alpha smoothed joint table, each conditional
-  table smoothed towards the other side's marginal, and, over one vocabulary, towards "the same token";
-  each prior's pseudo-counts at the maximum of its Dirichlet-multinomial evidence.
+- ``additive`` (several tokens per frame against a float stream): each token adds a mean vector,
+  shrunk by pseudo-frames or per direction of the means' scatter.
+- ``table`` (tokens on both sides): the add-alpha smoothed joint table, each conditional table
+  smoothed towards the other side's marginal, towards each row's most frequent token, and, over one
+  vocabulary, towards "the same token"; each prior's pseudo-counts at the maximum of its
+  Dirichlet-multinomial evidence. With several tokens per frame the rows (or columns) are the token
+  tuples seen in training.
 
 A reference critic is a fixed function, so its held-out bound is as valid a lower bound as the
 trained critic's. The trainer scores each candidate on the same validation protocol as the trained
@@ -686,17 +689,24 @@ def _fit_table(x: torch.Tensor, y: torch.Tensor, vx: int, vy: int, matching: boo
     # row falls back to how often each token occurs at all, not to a uniform guess; with Zipf-like
     # marginals that is what the data support.
     px, py = (nx + 0.5) / (n + 0.5 * vx), (ny + 0.5) / (n + 0.5 * vy)
-    beta = dirichlet_evidence_fit(cell, nx, py[ry])
-    out.append(TableReference(keys, cell, zx, beta * py, 0.0, -(nx + beta).log(), -py.log(), beta, "y"))
+    beta_y = dirichlet_evidence_fit(cell, nx, py[ry])
+    out.append(TableReference(keys, cell, zx, beta_y * py, 0.0, -(nx + beta_y).log(), -py.log(), beta_y, "y"))
     beta = dirichlet_evidence_fit(cell, ny, px[rx])
     out.append(TableReference(keys, cell, beta * px, zy, 0.0, -px.log(), -(ny + beta).log(), beta, "x"))
     if matching:
         out += _fit_matching_table(keys, cell, nx, px, py)
-    out += _fit_mode_table(keys, cell, nx, py)
+    out += _fit_mode_table(keys, cell, nx, py, _loo_log_likelihood(cell, nx[rx], py[ry], beta_y))
     return out
 
 
-def _fit_mode_table(keys: torch.Tensor, cell: torch.Tensor, nx: torch.Tensor, py: torch.Tensor) -> list[ReferenceCritic]:
+def _loo_log_likelihood(cell: torch.Tensor, row_n: torch.Tensor, base: torch.Tensor, b: float) -> float:
+    """Sum over training frames of log p(y | its row's other frames) under a Dirichlet(b base) prior per row,
+    from the seen cells' counts, their rows' totals and each cell's prior share with that frame left out."""
+    return float((cell * ((cell - 1 + b * base) / (row_n - 1 + b)).log()).sum())
+
+
+def _fit_mode_table(keys: torch.Tensor, cell: torch.Tensor, nx: torch.Tensor, py: torch.Tensor,
+                    loo_marginal: float) -> list[ReferenceCritic]:
     """A table smoothed towards "the row's most frequent token, else another": y = f(x) through a noisy channel.
 
     Tokenizers of the same speech (a codec's codebooks against phones or another tokenizer's units) often
@@ -704,7 +714,10 @@ def _fit_mode_table(keys: torch.Tensor, cell: torch.Tensor, nx: torch.Tensor, py
     most frequent token plus (1 - w) times the tokens shown off the modes; w is the excess over chance of
     frames whose token is their row's mode left out of the count (a row seen once predicts nothing), so
     that rows with few frames do not vouch for themselves. Without such structure w is ~0 and no
-    candidate is added.
+    candidate is added; nor is it when its leave-one-out likelihood of the training frames (each row's
+    mode found without the frame) falls short of ``loo_marginal``, the prior centred on y's marginal:
+    rows that are merely peaked (a Dirichlet-drawn table, w ~0.13) would otherwise add a candidate that
+    can win validation by chance.
     """
     vx, vy = nx.numel(), py.numel()
     rx, ry = keys // vy, keys % vy
@@ -731,6 +744,10 @@ def _fit_mode_table(keys: torch.Tensor, cell: torch.Tensor, nx: torch.Tensor, py
     off = torch.zeros(vy, dtype=torch.float64).index_add_(0, ry[~is_mode], cell[~is_mode]) + 0.5
     off = off / off.sum()
     beta = dirichlet_evidence_fit(cell, nx, (1.0 - w) * off[ry] + w * is_mode.double())
+    # with the frame left out, a mode cell stays its row's mode only if c1 - 1 > c2 (ties: half)
+    loo_base = (1.0 - w) * off[ry] + w * is_mode.double() * loo[rx]
+    if _loo_log_likelihood(cell, nx[rx], loo_base, beta) <= loo_marginal:
+        return []
     # an unseen row holds only the off-mode share of its prior
     a = torch.where(seen, -(nx + beta).log(), torch.full_like(nx, -math.log(beta * (1.0 - w))))
     return [TableReference(keys, cell, torch.zeros(vx, dtype=torch.float64), beta * (1.0 - w) * off, beta * w, a,

@@ -33,7 +33,8 @@ class CriticConfig:
     reference: bool = param(True, help="also fit the closed-form critic of the pairing's classical model on the train "
                                        "split (jointly Gaussian float streams, Gaussian classes for single tokens "
                                        "against floats, additive token means for several tokens against floats, "
-                                       "a smoothed table for two token streams); it gives the "
+                                       "a smoothed table for two token streams, over the token tuples seen for several tokens "
+                                       "per frame); it gives the "
                                        "estimate unless the trained critic validates higher (at its best "
                                        "checkpoint and either side) by more than half a standard error, and "
                                        "training stops once it cannot catch up")
