@@ -78,7 +78,7 @@ class ReferenceSelection:
         on held-out frames, so the bound's shortfall is read off the bounds at n and at a half of n.
         """
         fit = self.fit
-        if fit is None:
+        if fit is None or not fit.critic.extrapolates:
             return [], None
         out = []
         for half in split_halves(self.train, self.seed + 7):

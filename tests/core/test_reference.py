@@ -258,6 +258,20 @@ def test_token_tuples_get_a_table_whose_most_frequent_token_prior_reaches_the_tr
     assert torch.isfinite(t).all()
 
 
+def test_a_most_frequent_token_table_gives_its_held_out_bound_uncorrected():
+    """Rows' modes are settled by a threshold, so the half-sample correction (a c/n shortfall) is not applied:
+    with ~7 frames per codebook pair it would add twice the shortfall. Every part of the cross-fit likewise."""
+    x, y, pyx, py = _tuple_channel(6000, 5, keep=0.8)
+    r = minecli.estimate_mi(x, y, seed=0, steps=100, **FAST)
+    assert r.reference is not None and r.reference["selected"] and "most frequent" in r.critic
+    assert r.half_sample is None and r.held_out_bound_nats is None
+    assert all(f.get("held_out_bound_nats") is None for f in r.folds)
+    truth = float((pyx * np.log(pyx / py)).sum() / 256)
+    # the bound of the channel's own form at ~16 frames per pair: a few percent short of the truth, never above
+    # it by more than the test noise (~0.05 nats at 1,200 frames per part)
+    assert truth - 0.2 < r.mi_nats < truth + 0.1, (r.mi_nats, truth)
+
+
 def test_a_noiseless_channel_keeps_every_table_finite():
     """y a deterministic function of x (the same token, or a fixed map): w would be 1, leaving unseen cells at
     log 0; held-out frames off the training map must still score finitely."""
