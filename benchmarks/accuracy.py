@@ -152,17 +152,17 @@ def fitted_critic(name: str, x: np.ndarray, y: np.ndarray, true_critic: Any = No
         return _projected(inner, true_critic.a)
     if name.startswith("codebook pairs"):
         # knows the channel's form (the tuple's token, else uniform); estimates each pair's token and keep
-        vy = int(name.split()[-1])
-        rows = x[:, 0] * 16 + x[:, 1]
-        counts = np.zeros((256, vy))
+        vocab, vy = int(name.split()[2].split("x")[0]), int(name.split()[-1])
+        rows = x[:, 0] * vocab + x[:, 1]
+        counts = np.zeros((vocab * vocab, vy))
         np.add.at(counts, (rows, y), 1)
         f = counts.argmax(1)
         keep = max(0.0, (float(np.mean(f[rows] == y)) - 1 / vy) / (1 - 1 / vy))
-        p = np.full((256, vy), (1 - keep) / vy)
-        p[np.arange(256), f] += keep
+        p = np.full((vocab * vocab, vy), (1 - keep) / vy)
+        p[np.arange(vocab * vocab), f] += keep
         p[counts.sum(1) == 0] = 1.0 / vy  # a pair never seen in training: no idea
         py = (np.bincount(y, minlength=vy) + 0.5) / (len(y) + 0.5 * vy)
-        return lambda xs, ys: np.log(p[xs[:, 0] * 16 + xs[:, 1]][:, ys] / py[ys][None, :])
+        return lambda xs, ys: np.log(p[xs[:, 0] * vocab + xs[:, 1]][:, ys] / py[ys][None, :])
     if name.startswith("codebooks"):
         books, vocab = (int(v) for v in name.split()[1].split("x"))
         per = y.shape[1] // books

@@ -30,7 +30,7 @@ validation by far when they do not.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -582,59 +582,65 @@ def _fit_additive(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int, 
     z, mean, scale = _standardise(f)
     z = z.double()
     n, j = tokens.shape
-    d = z.shape[1]
     counts = torch.stack([torch.bincount(tokens[:, i], minlength=vocab) for i in range(j)]).double()  # [J, V]
     uniq, inverse, tuple_counts = torch.unique(tokens, dim=0, return_inverse=True, return_counts=True)
     top = torch.argsort(tuple_counts, descending=True)[:MAX_MIXTURE]
     log_prior = torch.log(tuple_counts[top].double() / tuple_counts[top].sum())
-    dof_spent = int((counts > 0).sum())
+    # each position's means spend a degree of freedom per seen token, as the LDA fit's within-class scatter
+    dof = max(1, n - int((counts > 0).sum()))
+
+    def resid_cov(frames: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
+        resid = frames - sum(tables[i][tokens[:, i]] for i in range(j))
+        return (resid.T @ resid).double() / dof
+
+    def critic(wt: torch.Tensor, w: torch.Tensor, ridge: float, shrink: float, rule: str = "pseudo") -> ReferenceCritic:
+        means = sum(wt[i][uniq[top][:, i]] for i in range(j))  # [S, d] the mixture's components
+        proj = w.T / scale                                    # [d, D] on raw frames
+        return AdditiveReference(side, wt, means, log_prior, proj, proj @ mean, ridge, shrink, rule)
+
     out: list[ReferenceCritic] = []
     for pseudo in ADDITIVE_PSEUDO_FRAMES:
-        tables = torch.zeros(j, vocab, d, dtype=torch.float64)
-        fitted = torch.zeros_like(z)
-        for _ in range(sweeps):
-            for i in range(j):
-                fitted -= tables[i][tokens[:, i]]
-                sums = torch.zeros(vocab, d, dtype=torch.float64).index_add_(0, tokens[:, i], z - fitted)
-                tables[i] = sums / (counts[i] + pseudo)[:, None]
-                fitted += tables[i][tokens[:, i]]
-        resid = z - fitted
-        # each position's means spend a degree of freedom per seen token, as the LDA fit's within-class scatter
-        cov = (resid.T @ resid) / max(1, n - dof_spent)
+        (tables,) = _backfit(z, tokens, counts, sweeps, lambda sums, c: (sums / (c + pseudo)[:, None],))
+        cov = resid_cov(z, tables)
         if pseudo == ADDITIVE_PSEUDO_FRAMES[0]:
             cov_first = cov
         for ridge, w in zip(ADDITIVE_RIDGES, _inv_sqrts(cov, ADDITIVE_RIDGES)):
-            wt = tables @ w                                  # [J, V, d] whitened offsets
-            means = sum(wt[i][uniq[top][:, i]] for i in range(j))  # [S, d] the mixture's components
-            proj = w.T / scale                               # [d, D] on raw frames
-            out.append(AdditiveReference(side, wt, means, log_prior, proj, proj @ mean, ridge, pseudo))
+            out.append(critic(tables @ w, w, ridge, pseudo))  # tables @ w: [J, V, d] whitened offsets
     # The per-direction candidates, whitened by the first fit's residual covariance, where a position's mean
     # noise is 1/n_k per direction. The frames, residuals and n x d x d products in float32, as the LDA fit's;
-    # the per-token sums and scatters in float64. One eigendecomposition of a d x d scatter per position and sweep: two codebooks of
-    # 1,024 tokens against 1,026 dims (a complex spectrum) from 20,000 frames took 13.8 s to fit without
-    # these candidates and 24.5 s with them, on one thread.
+    # the per-token sums and scatters in float64. One eigendecomposition of a d x d scatter per position and
+    # sweep: two codebooks of 1,024 tokens against 1,026 dims (a complex spectrum) from 20,000 frames took
+    # 13.8 s to fit without these candidates and 24.5 s with them, on one thread.
     w0 = _inv_sqrts(cov_first, ADDITIVE_RIDGES[:1])[0]
     zw = z.float() @ w0.float()
     # backfitted with the noise-floor rule; the last sweep also gives each position's edge-rule means from
     # the same partial residual (one eigendecomposition per position and sweep serves both)
-    tables = torch.zeros(j, vocab, d)
-    edge = torch.zeros_like(tables)
-    fitted = torch.zeros_like(zw)
-    for _ in range(sweeps):
+    fits = _backfit(zw, tokens, counts, sweeps, lambda sums, c: _eb_means(sums / c.clamp_min(1)[:, None], c))
+    for rule, tables in zip(("floor", "edge"), fits):
+        w1 = _inv_sqrts(resid_cov(zw, tables), ADDITIVE_RIDGES[:1])[0]
+        out.append(critic((tables @ w1.float()).double(), w0 @ w1, ADDITIVE_RIDGES[0], 0.0, rule))
+    return out
+
+
+def _backfit(z: torch.Tensor, tokens: torch.Tensor, counts: torch.Tensor, sweeps: int,
+             means_of: Callable[[torch.Tensor, torch.Tensor], Sequence[torch.Tensor]]) -> list[torch.Tensor]:
+    """Per-position mean tables ``[J, V, d]`` (in ``z``'s dtype) by backfitting: each sweep refits position i from
+    the per-token sums of its partial residual (float64) and its counts by ``means_of``, whose first table is
+    the one fitted with; the last sweep's tables of every kind ``means_of`` gives are returned."""
+    j, vocab, d = tokens.shape[1], counts.shape[1], z.shape[1]
+    tables = torch.zeros(j, vocab, d, dtype=z.dtype)
+    fitted = torch.zeros_like(z)
+    last: list[list[torch.Tensor]] = []
+    for sweep in range(sweeps):
         for i in range(j):
             fitted -= tables[i][tokens[:, i]]
-            sums = torch.zeros(vocab, d).index_add_(0, tokens[:, i], zw - fitted).double()
-            floor_means, edge_means = _eb_means(sums / counts[i].clamp_min(1)[:, None], counts[i])
-            tables[i], edge[i] = floor_means.float(), edge_means.float()
+            sums = torch.zeros(vocab, d, dtype=z.dtype).index_add_(0, tokens[:, i], z - fitted).double()
+            kinds = means_of(sums, counts[i])
+            tables[i] = kinds[0].to(z.dtype)
             fitted += tables[i][tokens[:, i]]
-    for rule, tab in (("floor", tables), ("edge", edge)):
-        resid = zw - sum(tab[i][tokens[:, i]] for i in range(j))
-        w1 = _inv_sqrts((resid.T @ resid).double() / max(1, n - dof_spent), ADDITIVE_RIDGES[:1])[0]
-        wt = (tab @ w1.float()).double()
-        means = sum(wt[i][uniq[top][:, i]] for i in range(j))
-        proj = (w0 @ w1).T / scale
-        out.append(AdditiveReference(side, wt, means, log_prior, proj, proj @ mean, ADDITIVE_RIDGES[0], 0.0, rule))
-    return out
+            if sweep == sweeps - 1:
+                last.append([k.to(z.dtype) for k in kinds])
+    return [torch.stack([last[i][k] for i in range(j)]) for k in range(len(last[0]))]
 
 
 def _eb_means(raw: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
