@@ -16,7 +16,9 @@ Target: within 5% of the truth, or 0.03 nats when the truth is below 0.6, in und
 Beyond the Gaussian, table and mixture tasks: heavy tails (Student-t pairs, and a Gaussian signal in
 Student-t noise, which is not elliptical: I = h(Y) - h(noise) by Monte Carlo), invertible warps of
 Gaussian pairs (cube, tanh, exp: I unchanged), Zipf-distributed tokens through a noisy channel over
-512 symbols, tokens against a float stream with a spread per token (256 tokens, 32 dims), four
+512 symbols, tokens against a float stream with a spread per token (256 tokens, 32 dims), tokens
+against a float stream with heavy-tailed noise (Student-t of 3 and 2 degrees of freedom, independent
+per dimension: I by Monte Carlo with the exact density), four
 codebooks of 16 (and of 256) tokens, each driving its own block of a 16-dim (32-dim) float stream,
 pairs of codebook tokens whose tuple fixes a token of a 64-symbol stream through a noisy channel, the
 original pipeline's corpus shape at 10,000 frames, and two serially correlated series given as one long array (AR(1)
@@ -30,7 +32,8 @@ critic can remove; "best fitted" is the bound of the right parametric family fit
 training frames (the Gaussian maximum-likelihood critic; the table with Bayes add-alpha smoothing
 at the alpha that generated it; the mixture's class means, pooled sigma and label frequencies; for
 the mixture with a spread per token, the Bayes posterior predictive given the generating
-hyperparameters; for the token channels, the channel's keep probability, and for the codebook pairs
+hyperparameters; for the t-noise classes, the class means and the noise scale by EM at the generating
+degrees of freedom; for the token channels, the channel's keep probability, and for the codebook pairs
 each pair's most frequent token too): what a critic that knew the model's form could reach from that
 much training data, as a held-out bound.
 
@@ -138,6 +141,9 @@ def fitted_critic(name: str, x: np.ndarray, y: np.ndarray, true_critic: Any = No
         chance = 1 / vocab if noise == "uniform" else float((px**2).sum())
         keep = max(0.0, (float(np.mean(x == y)) - chance) / (1 - chance))
         return table_critic(_channel(px, keep, noise))
+    if name.startswith("t-noise mixture"):
+        vocab = int(name.split("v=")[1].split()[0])
+        return _fit_t_classes(x, y, vocab, true_critic.nu)
     if name.startswith("hetero"):
         vocab = int(name.split("v=")[1].split()[0])
         return _posterior_classes(x, y, vocab, true_critic.sig)
@@ -227,6 +233,57 @@ def mixture_critic(mu: np.ndarray, sigma: float, prior: np.ndarray) -> Critic:
         ll = -((y_[:, None, :].astype(np.float64) - mu[None]) ** 2).sum(-1) / (2 * sigma**2)  # [n_y, vocab]
         return ll[:, lab_].T - np.logaddexp.reduce(ll + np.log(prior)[None, :], axis=1)[None, :]
     return scores
+
+
+class t_noise_classes:  # noqa: N801 - used like the other critic factories
+    """log p(y | k) - log sum_j prior_j p(y | j) for classes with independent Student-t noise of one scale per dimension."""
+
+    def __init__(self, mu: np.ndarray, scale: float, nu: float, prior: np.ndarray) -> None:
+        self.mu, self.scale, self.nu, self.lp = mu, scale, nu, np.log(prior)
+
+    def _ll(self, y: np.ndarray) -> np.ndarray:
+        z2 = ((y.astype(np.float64)[:, None, :] - self.mu[None]) / self.scale) ** 2  # [n_y, K, d]
+        return -(self.nu + 1) / 2 * np.log1p(z2 / self.nu).sum(-1)
+
+    def pmi(self, lab: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Pointwise MI of joint pairs."""
+        ll = self._ll(y)
+        return ll[np.arange(len(lab)), lab] - np.logaddexp.reduce(ll + self.lp[None], axis=1)
+
+    def __call__(self, lab: np.ndarray, y: np.ndarray) -> np.ndarray:
+        ll = self._ll(y)
+        return ll[:, lab].T - np.logaddexp.reduce(ll + self.lp[None], axis=1)[None, :]
+
+
+def t_noise_mixture(vocab: int, dim: int, nu: float, scale: float, seed: int) -> Task:
+    """Zipf-ish labels, y = mu[label] + scale * t_nu noise, independent per dimension; I by Monte Carlo (50,000 draws)."""
+    rng = np.random.default_rng(seed)
+    mu = rng.standard_normal((vocab, dim))
+    prior = 1.0 / np.arange(1, vocab + 1) ** 0.7
+    prior /= prior.sum()
+    lab = rng.choice(vocab, size=N, p=prior)
+    y = mu[lab] + scale * rng.standard_t(nu, (N, dim))
+    crit = t_noise_classes(mu, scale, nu, prior)
+    lm = rng.choice(vocab, size=50_000, p=prior)
+    ym = mu[lm] + scale * rng.standard_t(nu, (50_000, dim))
+    truth = float(np.mean(np.concatenate([crit.pmi(lm[i:i + 2_000], ym[i:i + 2_000]) for i in range(0, 50_000, 2_000)])))
+    return lab, y.astype(np.float32), truth, crit
+
+
+def _fit_t_classes(lab: np.ndarray, y: np.ndarray, vocab: int, nu: float) -> Critic:
+    """Class means and the noise scale of t-noise classes (nu known) by EM on training frames, label frequencies."""
+    y = y.astype(np.float64)
+    counts = np.bincount(lab, minlength=vocab).astype(np.float64)
+    w = np.ones_like(y)
+    for _ in range(30):
+        sw, mu = np.zeros((vocab, y.shape[1])), np.zeros((vocab, y.shape[1]))
+        np.add.at(sw, lab, w)
+        np.add.at(mu, lab, w * y)
+        mu = np.where(sw > 0, mu / np.maximum(sw, 1e-12), 0.0)
+        r2 = (y - mu[lab]) ** 2
+        s2 = float((w * r2).sum() / r2.size)
+        w = (nu + 1) / (nu + r2 / s2)
+    return t_noise_classes(mu, math.sqrt(s2), nu, (counts + 0.5) / (counts.sum() + 0.5 * vocab))
 
 
 def student_t(d: int, nu: float, gauss_mi: float, seed: int) -> Task:
@@ -551,6 +608,8 @@ TASKS: list[tuple[str, Callable[[int], Task]]] = [
     ("zipf channel v=512", lambda s: zipf_channel(512, 0.55, s)),
     ("zipf channel v=2048 zipf noise", lambda s: zipf_channel(2048, 0.6, s, "zipf")),
     ("hetero mixture v=256 d=32", lambda s: hetero_mixture(256, 32, s)),
+    ("t-noise mixture v=64 d=8 nu=3", lambda s: t_noise_mixture(64, 8, 3.0, 0.8, s)),
+    ("t-noise mixture v=256 d=16 nu=2", lambda s: t_noise_mixture(256, 16, 2.0, 1.0, s)),
     ("codebooks 4x16 d=16", lambda s: codebooks(4, 16, 4, s)),
     ("codebooks 4x256 d=32", lambda s: codebooks(4, 256, 8, s)),
     ("codebook pairs 16x16 to tokens 64", lambda s: codebook_channel(2, 16, 64, 0.7, s)),

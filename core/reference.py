@@ -12,6 +12,8 @@ likelihood (with a little regularisation):
   class with a shared covariance: T(k, y) = log N(y; mu_k, S) - log sum_j pi_j N(y; mu_j, S).
 - ``spread`` (beside each ``lda`` fit at one ridge): the same classes, each with an isotropic spread of
   its own in LDA's whitened space, shrunk towards the pooled one for rare tokens.
+- ``student-t classes`` (student_classes.py, beside ``lda``): the same classes with independent
+  Student-t noise per dimension, for heavy-tailed features.
 - ``additive`` (several tokens per frame against a float stream): each token adds a mean vector,
   shrunk by pseudo-frames or per direction of the means' scatter.
 - ``table`` (tokens on both sides): the add-alpha smoothed joint table, each conditional table
@@ -434,9 +436,11 @@ def fit_references(kind: str, train: FrameBank, cx: int, cy: int, spec_x: Stream
         if spec_x.kind == "index":
             return _fit_additive("x", x.reshape(x.shape[0], -1), fy, int(spec_x.vocab_size or 0))
         return _fit_additive("y", y.reshape(y.shape[0], -1), fx, int(spec_y.vocab_size or 0))
-    if spec_x.kind == "index":
-        return _fit_lda("x", x.reshape(-1), fy, int(spec_x.vocab_size or 0))
-    return _fit_lda("y", y.reshape(-1), fx, int(spec_y.vocab_size or 0))
+    from .student_classes import fit_student_classes  # builds on this module's ReferenceCritic
+
+    side, tokens, f = ("x", x, fy) if spec_x.kind == "index" else ("y", y, fx)
+    vocab = int((spec_x if side == "x" else spec_y).vocab_size or 0)
+    return _fit_lda(side, tokens.reshape(-1), f, vocab) + fit_student_classes(side, tokens.reshape(-1), f, vocab)
 
 
 def shrunk_correlations(rho: torch.Tensor, n: int, dx: int, dy: int) -> list[tuple[torch.Tensor, str]]:
