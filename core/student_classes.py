@@ -36,6 +36,9 @@ EM_STEPS = 15  # per nu, warm-started: the log likelihood is then within 1e-5 (r
 # 1,024 classes x 16 dims)
 CHUNK_CELLS = 1 << 17
 TAIL_NU = 4.0  # the second candidate's quantile map
+# EM holds a few float64 copies of the frames: beyond 4M values it fits on a random subset of the rows
+# (phones against 1,024-dim features: 20,000 rows, ~1 GB at the peak, where 100,000 would take 5 GB)
+EM_VALUES, EM_MIN_ROWS = 1 << 22, 20_000
 
 
 class StudentClassReference(ReferenceCritic):
@@ -111,6 +114,9 @@ def fit_student_classes(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab:
     train likelihood over NUS."""
     if vocab * f.shape[1] > MAX_STUDENT_CELLS or f.shape[0] < 2:
         return []
+    # fit_references hands over the train frames in a random order: the first rows are a random subset
+    rows = max(EM_MIN_ROWS, EM_VALUES // f.shape[1])
+    tokens, f = tokens[:rows], f[:rows]
     tails = TQuantiles(TAIL_NU)
     return [_fit(side, tokens, f, vocab, None), _fit(side, tokens, tails(f.float()), vocab, tails)]
 

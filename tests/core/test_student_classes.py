@@ -99,6 +99,23 @@ def test_on_normal_scores_of_heavy_tailed_frames_the_t_quantile_candidate_gets_t
     assert tails > plain + 0.04 and tails > on_raw - 0.03
 
 
+def test_wide_frames_are_fitted_on_a_bounded_number_of_rows(monkeypatch):
+    """Past EM_VALUES values the fit uses the first rows only (the caller's order is random): the same critic as
+    fitting those rows alone, so the peak memory no longer grows with the train split."""
+    rng = np.random.default_rng(8)
+    _, lab, y = _t_classes(rng, 1_000, 4, 5, 3.0, 1.0)
+    lt, f = torch.as_tensor(lab), torch.as_tensor(y, dtype=torch.float32)
+    monkeypatch.setattr("minecli.core.student_classes.EM_VALUES", 1_000)   # 200 rows of 5 values
+    monkeypatch.setattr("minecli.core.student_classes.EM_MIN_ROWS", 10)
+    capped = fit_student_classes("x", lt, f, 4)
+    alone = fit_student_classes("x", lt[:200], f[:200], 4)
+    monkeypatch.setattr("minecli.core.student_classes.EM_VALUES", 1 << 22)
+    assert not torch.equal(fit_student_classes("x", lt, f, 4)[0].means, capped[0].means)
+    for a, b in zip(capped, alone):
+        torch.testing.assert_close(a.means, b.means)
+        torch.testing.assert_close(a.scale, b.scale)
+
+
 def test_no_t_class_candidate_beyond_its_cell_budget():
     lab = torch.zeros(10, dtype=torch.long)
     f = torch.zeros(10, MAX_STUDENT_CELLS // 4 + 1)
