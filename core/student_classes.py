@@ -28,17 +28,20 @@ import torch
 from .copula import TQuantiles
 from .reference import ReferenceCritic
 
-# Each frame's normaliser sums over every class in every dimension: N V D work, so V D is bounded.
+# Each frame's normaliser sums over every class in every dimension: N V D work, so V D is bounded; and
+# the EM's 210 passes over the frames (7 nus x 15 steps x 2 candidates) are only cheap on narrow frames
+# (41 classes x 1,024 dims at 20,000 rows took 6 minutes), as the copula's t fit.
 MAX_STUDENT_CELLS = 65_536
+MAX_STUDENT_WIDTH = 64
 NUS = (1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 20.0)
 EM_STEPS = 15  # per nu, warm-started: the log likelihood is then within 1e-5 (relative) of 60 steps
 # frames x classes x dims per chunk of the normaliser: 128k floats stay in cache (7x faster than 4M at
 # 1,024 classes x 16 dims)
 CHUNK_CELLS = 1 << 17
 TAIL_NU = 4.0  # the second candidate's quantile map
-# EM holds a few float64 copies of the frames: beyond 4M values it fits on a random subset of the rows
-# (phones against 1,024-dim features: 20,000 rows, ~1 GB at the peak, where 100,000 would take 5 GB)
-EM_VALUES, EM_MIN_ROWS = 1 << 22, 20_000
+# EM holds a few float64 copies of the frames: beyond 1M values it fits on a random subset of the rows
+# (at least 20,000), which bounds its memory and time on a large train split
+EM_VALUES, EM_MIN_ROWS = 1 << 20, 20_000
 
 
 class StudentClassReference(ReferenceCritic):
@@ -110,9 +113,9 @@ def _em(tokens: torch.Tensor, z: torch.Tensor, counts: torch.Tensor, nu: float,
 
 def fit_student_classes(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> list[ReferenceCritic]:
     """The t-class candidates for single tokens ``[N]`` against float frames ``[N, D]`` (none when V D exceeds
-    MAX_STUDENT_CELLS), on the frames as given and on their t quantiles: nu at the fitted model's highest
+    MAX_STUDENT_CELLS or D MAX_STUDENT_WIDTH), on the frames as given and on their t quantiles: nu at the fitted model's highest
     train likelihood over NUS."""
-    if vocab * f.shape[1] > MAX_STUDENT_CELLS or f.shape[0] < 2:
+    if vocab * f.shape[1] > MAX_STUDENT_CELLS or f.shape[1] > MAX_STUDENT_WIDTH or f.shape[0] < 2:
         return []
     # fit_references hands over the train frames in a random order: the first rows are a random subset
     rows = max(EM_MIN_ROWS, EM_VALUES // f.shape[1])

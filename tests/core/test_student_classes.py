@@ -11,7 +11,8 @@ from scipy import stats
 import minecli
 from minecli.core.data import Normalizer
 from minecli.core.reference import LdaReference, _fit_lda
-from minecli.core.student_classes import MAX_STUDENT_CELLS, StudentClassReference, fit_student_classes
+from minecli.core.student_classes import (MAX_STUDENT_CELLS, MAX_STUDENT_WIDTH, StudentClassReference,
+                                          fit_student_classes)
 from minecli.testing import all_pairs_bound
 
 
@@ -109,17 +110,18 @@ def test_wide_frames_are_fitted_on_a_bounded_number_of_rows(monkeypatch):
     monkeypatch.setattr("minecli.core.student_classes.EM_MIN_ROWS", 10)
     capped = fit_student_classes("x", lt, f, 4)
     alone = fit_student_classes("x", lt[:200], f[:200], 4)
-    monkeypatch.setattr("minecli.core.student_classes.EM_VALUES", 1 << 22)
+    monkeypatch.setattr("minecli.core.student_classes.EM_VALUES", 1 << 20)
     assert not torch.equal(fit_student_classes("x", lt, f, 4)[0].means, capped[0].means)
     for a, b in zip(capped, alone):
         torch.testing.assert_close(a.means, b.means)
         torch.testing.assert_close(a.scale, b.scale)
 
 
-def test_no_t_class_candidate_beyond_its_cell_budget():
+def test_no_t_class_candidate_beyond_its_cell_and_width_budgets():
     lab = torch.zeros(10, dtype=torch.long)
-    f = torch.zeros(10, MAX_STUDENT_CELLS // 4 + 1)
-    assert fit_student_classes("x", lab, f, 4) == []
+    assert fit_student_classes("x", lab, torch.zeros(10, MAX_STUDENT_CELLS // 2048 + 1), 2048) == []
+    assert fit_student_classes("x", lab, torch.zeros(10, MAX_STUDENT_WIDTH + 1), 4) == []
+    assert len(fit_student_classes("x", lab, torch.randn(10, MAX_STUDENT_WIDTH), 4)) == 2
 
 
 def test_estimate_mi_reaches_heavy_tailed_classes_that_lda_misses():
