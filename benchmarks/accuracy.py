@@ -235,15 +235,14 @@ def mixture_critic(mu: np.ndarray, sigma: float, prior: np.ndarray) -> Critic:
     return scores
 
 
-class t_noise_classes:  # noqa: N801 - used like the other critic factories
-    """log p(y | k) - log sum_j prior_j p(y | j) for classes with independent Student-t noise of one scale per dimension."""
+class _ClassCritic:
+    """log p(y | k) - log sum_j prior_j p(y | j) from a subclass's class log likelihoods ``_ll(y) [n_y, K]``
+    (up to a constant shared by the classes) and log priors ``lp``."""
 
-    def __init__(self, mu: np.ndarray, scale: float, nu: float, prior: np.ndarray) -> None:
-        self.mu, self.scale, self.nu, self.lp = mu, scale, nu, np.log(prior)
+    lp: np.ndarray
 
     def _ll(self, y: np.ndarray) -> np.ndarray:
-        z2 = ((y.astype(np.float64)[:, None, :] - self.mu[None]) / self.scale) ** 2  # [n_y, K, d]
-        return -(self.nu + 1) / 2 * np.log1p(z2 / self.nu).sum(-1)
+        raise NotImplementedError
 
     def pmi(self, lab: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Pointwise MI of joint pairs."""
@@ -253,6 +252,17 @@ class t_noise_classes:  # noqa: N801 - used like the other critic factories
     def __call__(self, lab: np.ndarray, y: np.ndarray) -> np.ndarray:
         ll = self._ll(y)
         return ll[:, lab].T - np.logaddexp.reduce(ll + self.lp[None], axis=1)[None, :]
+
+
+class t_noise_classes(_ClassCritic):  # noqa: N801 - used like the other critic factories
+    """log p(y | k) - log sum_j prior_j p(y | j) for classes with independent Student-t noise of one scale per dimension."""
+
+    def __init__(self, mu: np.ndarray, scale: float, nu: float, prior: np.ndarray) -> None:
+        self.mu, self.scale, self.nu, self.lp = mu, scale, nu, np.log(prior)
+
+    def _ll(self, y: np.ndarray) -> np.ndarray:
+        z2 = ((y.astype(np.float64)[:, None, :] - self.mu[None]) / self.scale) ** 2  # [n_y, K, d]
+        return -(self.nu + 1) / 2 * np.log1p(z2 / self.nu).sum(-1)
 
 
 def t_noise_mixture(vocab: int, dim: int, nu: float, scale: float, seed: int) -> Task:
@@ -390,7 +400,7 @@ def _mixture_truth(mu: np.ndarray, sig: np.ndarray, prior: np.ndarray, rng: np.r
     return float(np.concatenate(out).mean())
 
 
-class hetero_critic:  # noqa: N801 - used like the other critic factories
+class hetero_critic(_ClassCritic):  # noqa: N801 - used like the other critic factories
     """log p(y | k) - log sum_j prior_j p(y | j) for Gaussian classes with a spread of their own."""
 
     def __init__(self, mu: np.ndarray, sig: np.ndarray, prior: np.ndarray) -> None:
@@ -401,15 +411,6 @@ class hetero_critic:  # noqa: N801 - used like the other critic factories
         y = y.astype(np.float64)
         d2 = (y**2).sum(1)[:, None] - 2 * y @ self.mu.T + (self.mu**2).sum(1)[None]
         return -0.5 * d2 / self.sig[None] ** 2 - d * np.log(self.sig)[None]  # [n_y, K]
-
-    def pmi(self, lab: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Pointwise MI of joint pairs."""
-        ll = self._ll(y)
-        return ll[np.arange(len(lab)), lab] - np.logaddexp.reduce(ll + self.lp[None], axis=1)
-
-    def __call__(self, lab: np.ndarray, y: np.ndarray) -> np.ndarray:
-        ll = self._ll(y)
-        return ll[:, lab].T - np.logaddexp.reduce(ll + self.lp[None], axis=1)[None, :]
 
 
 def hetero_mixture(vocab: int, dim: int, seed: int) -> Task:
