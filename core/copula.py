@@ -84,6 +84,10 @@ class StudentReference(ReferenceCritic):
         """One line for summaries."""
         return f"student-t dependence, {self.nu:g} degrees of freedom, {self.dx}+{self.dy} dims"
 
+    def recipe(self) -> str:
+        """Student-t dependence (its degrees of freedom are fitted)."""
+        return "student-t dependence"
+
     def _side(self, q: torch.Tensor, lin: torch.Tensor | None, quad: torch.Tensor, marg: torch.Tensor,
               d: int) -> torch.Tensor:
         own = ((q @ quad) * q).sum(1, keepdim=True)
@@ -117,6 +121,10 @@ class CopulaReference(ReferenceCritic):
         if isinstance(self.inner, GaussianReference):
             return f"gaussian copula reference (closed form on normal scores: {self.inner.fit_terms()})"
         return f"student-t copula reference (closed form on normal scores: {self.inner.describe()})"
+
+    def recipe(self) -> str:
+        """The inner critic's recipe on normal scores (or their t quantiles)."""
+        return f"copula{'' if self.quantiles is None else ' t quantiles'}: {self.inner.recipe()}"
 
     def _scores(self, cdf: EmpiricalCdf, f: torch.Tensor) -> torch.Tensor:
         z = cdf(f.reshape(f.shape[0], -1))

@@ -65,6 +65,10 @@ class StudentClassReference(ReferenceCritic):
         return (f"student-t class reference (closed form: {self.vocab} classes of {self.token_side}'s tokens, "
                 f"independent t noise of {self.nu:g} degrees of freedom per dimension{tails})")
 
+    def recipe(self) -> str:
+        """On frames as given or on t quantiles of their normal scores (nu is fitted)."""
+        return f"t classes, {'frames' if self.tails is None else 't quantiles'}"
+
     def _log_kernel(self, r: torch.Tensor) -> torch.Tensor:
         """sum over the last dimension of log t_nu(r), without the constant every class shares (``r`` is
         overwritten: callers pass a fresh difference)."""

@@ -165,3 +165,35 @@ def test_a_correction_that_is_not_finite_leaves_the_held_out_bound(monkeypatch):
     r = minecli.estimate_mi(x, y, seed=0, x_kind="index", y_kind="index", **FAST)
     assert r.mi_nats == pytest.approx(off.mi_nats, abs=1e-9) and r.held_out_bound_nats is None and r.lower_bound
     assert any("half-sample correction was not finite" in w for w in r.warnings), r.warnings
+
+
+def test_the_halves_refit_the_selected_recipe_not_the_best_of_each_half(monkeypatch):
+    # Richardson's I - c/n holds for one fitting recipe; the best of several on each half is a flatter
+    # curve (a recipe that wins on few frames), which shrank the correction. A half keeps the selected
+    # recipe's candidate even where another validates higher, and falls back to the best only when that
+    # recipe gives no finite bound or is not among the half's candidates.
+    import minecli.core.selection as selection
+    from minecli.core.reference import ReferenceCritic
+    from minecli.core.spec import StreamSpec
+
+    class Fixed(ReferenceCritic):
+        def __init__(self, value: float, name: str) -> None:
+            super().__init__()
+            self.value, self.name = value, name
+
+        def describe(self) -> str:
+            return f"fixed {self.name} ({self.value})"
+
+        def recipe(self) -> str:
+            return self.name
+
+    monkeypatch.setattr(selection, "fit_references",
+                        lambda *a, **k: [Fixed(1.0, "a"), Fixed(2.0, "b"), Fixed(float("nan"), "c")])
+    spec = StreamSpec(kind="index", frame_rate=50.0, vocab_size=4)
+    sel = selection.ReferenceSelection(spec, spec, 1, 1, True, None, None,
+                                       lambda c: (torch.full((4,), c.value), torch.zeros(4, 2)), _mean_bound,
+                                       torch.device("cpu"), 0)
+    assert sel._best_of("table", None).critic.name == "b"
+    assert sel._best_of("table", None, "a").critic.name == "a"
+    assert sel._best_of("table", None, "c").critic.name == "b"  # its bound is not finite
+    assert sel._best_of("table", None, "zz").critic.name == "b"
