@@ -32,6 +32,7 @@ validation by far when they do not.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 
 import torch
@@ -69,14 +70,6 @@ ADDITIVE_PSEUDO_FRAMES = (1.0, 10.0)
 ADDITIVE_RIDGES = (1e-3, 1e-1)
 SPREAD_RIDGE = 1e-3  # the class-spread candidates reuse the LDA fit at this ridge
 SPREAD_PSEUDO_FRAMES = (0.5, 3.0)
-# Beside those, each token's spread under a log-normal prior on spreads fitted to all tokens (empirical
-# Bayes, on a log grid of this many points up to this many times the pooled spread either way): with
-# 1,024 Zipf tokens in 7,000 frames (16 dims, spreads 0.4-1.6) pseudo-frames at the pooled spread pull
-# rare tokens' spreads to the middle and lose the class mean's degrees of freedom; held out, the EB
-# spreads gained 0.08-0.09 nats there (1.22 -> 1.30 at three seeds).
-SPREAD_GRID = 256
-SPREAD_GRID_RANGE = 30.0
-SPREAD_PRIOR_EM_STEPS = 100
 
 
 def _standardise(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -240,7 +233,7 @@ class SpreadReference(ReferenceCritic):
 
     def __init__(self, token_side: str, means: torch.Tensor, var: torch.Tensor, log_prior: torch.Tensor,
                  proj: torch.Tensor, shift: torch.Tensor, full_proj: torch.Tensor, full_shift: torch.Tensor,
-                 pseudo: float | None) -> None:
+                 pseudo: float) -> None:
         super().__init__()
         self.token_side = token_side
         d = full_proj.shape[0]
@@ -257,14 +250,12 @@ class SpreadReference(ReferenceCritic):
 
     def describe(self) -> str:
         """One line for summaries."""
-        prior = ("spreads by empirical Bayes" if self.pseudo is None
-                 else f"{self.pseudo:g} pooled pseudo-frames")
         return (f"class-spread reference (closed form: {self.vocab} Gaussian classes of {self.token_side}'s "
-                f"tokens, each with its own spread, {prior})")
+                f"tokens, each with its own spread, {self.pseudo:g} pooled pseudo-frames)")
 
     def recipe(self) -> str:
-        """The LDA rule it sits beside and the spreads' prior."""
-        return f"spread, {self.rule}, {'eb' if self.pseudo is None else self.pseudo}"
+        """The LDA rule it sits beside and the pseudo-frames."""
+        return f"spread, {self.rule}, {self.pseudo:g}"
 
     def _tokens(self, idx: torch.Tensor) -> torch.Tensor:
         k = idx.reshape(-1)
@@ -362,7 +353,8 @@ class TableReference(ReferenceCritic):
 
     def recipe(self) -> str:
         """The prior the counts are smoothed towards (its pseudo-counts are fitted)."""
-        return f"table, {'channel' if math.isinf(self.alpha) else 'smoothed'} towards {self.towards}"
+        towards = re.sub(r"\d+(\.\d+)?(e-?\d+)?", "w", self.towards)  # its share w is fitted too
+        return f"table, {'channel' if math.isinf(self.alpha) else 'smoothed'} towards {towards}"
 
     def encode_x(self, x: torch.Tensor) -> torch.Tensor:
         """The tokens ``[N]``."""
@@ -615,49 +607,14 @@ def _fit_spreads(side: str, tokens: torch.Tensor, zw: torch.Tensor, w: torch.Ten
     dof = (counts * d - r * (counts > 0)).clamp_min(0)
     pooled = float(ss.sum() / dof.sum().clamp_min(1))
     out: list[ReferenceCritic] = []
-    # a rare token's spread leans on the pooled one, as if it had `pseudo` more frames at that spread
-    variances: list[tuple[torch.Tensor, float | None]] = [((ss + p * d * pooled) / (dof + p * d), p)
-                                                          for p in SPREAD_PSEUDO_FRAMES]
-    variances.append((eb_spreads(ss, dof, raw_means, tau2, counts, pooled), None))
     proj = (w.float() @ u.float()).double().T / scale
     full = w.T / scale
-    for var, pseudo in variances:
+    for pseudo in SPREAD_PSEUDO_FRAMES:
+        # a rare token's spread leans on the pooled one, as if it had `pseudo` more frames at that spread
+        var = (ss + pseudo * d * pooled) / (dof + pseudo * d)
         own = raw_means * torch.where(counts[:, None] > 0, tau2 / (tau2 + var[:, None] / n_k), torch.zeros_like(raw_means))
         out.append(SpreadReference(side, own, var, log_prior, proj, proj @ mean, full, full @ mean, pseudo))
     return out
-
-
-def eb_spreads(ss: torch.Tensor, dof: torch.Tensor, means: torch.Tensor, tau2: torch.Tensor, counts: torch.Tensor,
-               pooled: float) -> torch.Tensor:
-    """Each token's spread s_k^2 as exp E[log s^2 | its frames] under a log-normal prior on spreads fitted to all
-    tokens (empirical Bayes).
-
-    A token's frames tell about its spread twice: by their scatter ``ss`` about their mean (``dof`` degrees
-    of freedom, ~ s^2 chi^2) and by how far that mean lies from the grand mean in the kept directions (the
-    mean of n_k frames ~ N(0, tau^2 + s^2 / n_k) there, the class mean integrated out). The prior's centre
-    and width maximise the tokens' marginal likelihood (EM on a fine log grid); a token never seen gets
-    the prior's centre.
-    """
-    t = math.log(pooled) + torch.linspace(-math.log(SPREAD_GRID_RANGE), math.log(SPREAD_GRID_RANGE), SPREAD_GRID,
-                                          dtype=torch.float64)
-    seen = counts > 0
-    n_k = counts[seen].clamp_min(1)[:, None, None]
-    m2 = (means[seen] ** 2)[:, None, :]                                 # [S, 1, r]
-    ll = -0.5 * (dof[seen, None] * t[None] + ss[seen, None] / t.exp()[None])
-    for part in torch.arange(SPREAD_GRID).split(16):                   # [S, 16, r] at a time
-        marg = tau2[None, None, :] + t[part].exp()[None, :, None] / n_k
-        ll[:, part] -= 0.5 * (marg.log() + m2 / marg).sum(-1)
-    centre, width = math.log(pooled), 1.0
-    for _ in range(SPREAD_PRIOR_EM_STEPS):
-        post = torch.softmax(ll - 0.5 * (t[None] - centre) ** 2 / width, 1)
-        mean_t = post @ t
-        var_t = post @ t**2 - mean_t**2
-        centre = float(mean_t.mean())
-        width = max(float((var_t + (mean_t - centre) ** 2).mean()), 1e-4)
-    post = torch.softmax(ll - 0.5 * (t[None] - centre) ** 2 / width, 1)
-    log_var = torch.full_like(counts, centre)
-    log_var[seen] = post @ t
-    return log_var.exp()
 
 
 def _fit_additive(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int, sweeps: int = 4) -> list[ReferenceCritic]:

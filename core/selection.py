@@ -79,9 +79,8 @@ class ReferenceSelection:
 
         For the half-sample (Richardson) correction: a critic fitted on n frames scores I - c/n + O(1/n^2)
         on held-out frames, so the bound's shortfall is read off the bounds at n and at a half of n. That
-        holds for one recipe, not for the best of several: a recipe that does better on few frames (spreads
-        by empirical Bayes) won the halves and flattened the curve, and the correction shrank (hetero
-        mixture v=1024 d=16: -15% with the best of each half, -6 to -10% with the same recipe).
+        holds for one recipe, not for the best of several: a recipe that does better on few frames wins the
+        halves, flattens the curve and shrinks the correction.
         """
         fit = self.fit
         if fit is None or not fit.critic.extrapolates:

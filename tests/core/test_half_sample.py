@@ -197,3 +197,32 @@ def test_the_halves_refit_the_selected_recipe_not_the_best_of_each_half(monkeypa
     assert sel._best_of("table", None, "a").critic.name == "a"
     assert sel._best_of("table", None, "c").critic.name == "b"  # its bound is not finite
     assert sel._best_of("table", None, "zz").critic.name == "b"
+
+
+def test_each_candidate_has_its_own_recipe_and_the_halves_refit_the_same_recipes():
+    # the recipe names how a candidate was fitted, not what was fitted (a rank, a pseudo-count, a share):
+    # two halves of one data set list the same recipes as the whole, one candidate each
+    from minecli.core.copula import fit_copulas
+    from minecli.core.reference import _fit_lda, _fit_table, fit_gaussian
+    from minecli.core.student_classes import fit_student_classes
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    x = torch.as_tensor(rng.standard_normal((n, 4)), dtype=torch.float32)
+    y = x[:, :3] + torch.randn(n, 3, generator=torch.Generator().manual_seed(0))
+    k = torch.as_tensor(rng.integers(0, 16, n))
+    f = torch.as_tensor(rng.standard_normal((n, 5)), dtype=torch.float32) + 0.5 * k[:, None].float()
+    same = torch.where(torch.as_tensor(rng.random(n)) < 0.5, k, torch.as_tensor(rng.integers(0, 16, n)))
+    fits = {"gaussian": lambda s: fit_gaussian(x[s], y[s]) + fit_copulas(x[s], y[s]),
+            "lda": lambda s: _fit_lda("x", k[s], f[s], 16) + fit_student_classes("x", k[s], f[s], 16),
+            "table": lambda s: _fit_table(k[s], same[s], 16, 16)}
+    for kind, fit in fits.items():
+        recipes = [[c.recipe() for c in fit(part)] for part in (slice(None), slice(0, n // 2), slice(n // 2, n))]
+        assert len(set(recipes[0])) == len(recipes[0]), (kind, recipes[0])
+        for half in recipes[1:]:
+            assert len(set(half)) == len(half), (kind, half)
+            # some candidates exist only where the data call for them (LDA directions between the noise floor
+            # and the Marchenko-Pastur edge, t classes on t quantiles when some dimension is heavy-tailed)
+            differ = set(half) ^ set(recipes[0])
+            assert all(", edge" in r or "t quantiles" in r for r in differ), (kind, differ)
+            assert len(differ) < len(recipes[0]) / 4, (kind, differ)

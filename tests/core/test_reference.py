@@ -529,9 +529,9 @@ def test_class_spread_reference_fits_classes_of_different_spread_where_lda_canno
     y = mu[lab] + sig[lab, None] * rng.standard_normal((n, d))
     refs = _fit_lda("x", torch.as_tensor(lab), torch.as_tensor(y, dtype=torch.float32), v)
     spread = [r for r in refs if isinstance(r, SpreadReference)]
-    # beside each LDA candidate at the spread ridge (one set per rule that keeps directions)
+    # beside each LDA candidate at the spread ridge (one per rule that keeps directions)
     rules = {r.rule for r in refs if type(r) is LdaReference}
-    assert len(spread) == (len(SPREAD_PSEUDO_FRAMES) + 1) * len(rules)  # and one by empirical Bayes
+    assert len(spread) == len(SPREAD_PSEUDO_FRAMES) * len(rules)
 
     def true_t(k: np.ndarray, f: np.ndarray) -> np.ndarray:
         ll = -((f[:, None, :] - mu[None]) ** 2).sum(-1) / (2 * sig**2) - d * np.log(sig)
