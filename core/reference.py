@@ -233,7 +233,7 @@ class SpreadReference(ReferenceCritic):
 
     def __init__(self, token_side: str, means: torch.Tensor, var: torch.Tensor, log_prior: torch.Tensor,
                  proj: torch.Tensor, shift: torch.Tensor, full_proj: torch.Tensor, full_shift: torch.Tensor,
-                 pseudo: float) -> None:
+                 pseudo: float, rule: str) -> None:
         super().__init__()
         self.token_side = token_side
         d = full_proj.shape[0]
@@ -246,7 +246,7 @@ class SpreadReference(ReferenceCritic):
         self.register_buffer("full_proj", full_proj.float())     # [d, D]: the whole whitened frame
         self.register_buffer("full_shift", full_shift.float())
         self.vocab, self.pseudo = int(means.shape[0]), pseudo
-        self.rule = ""  # the LDA fit's direction rule it sits beside
+        self.rule = rule  # the direction rule of the LDA fit it sits beside
 
     def describe(self) -> str:
         """One line for summaries."""
@@ -582,16 +582,13 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
             m_u = (m.float() @ u.float()).double()
             out.append(LdaReference(side, m_u * shrink, log_prior, proj, proj @ mean, ridge, rule, scaled))
             if ridge == SPREAD_RIDGE and not scaled:
-                for spread in _fit_spreads(side, tokens, frames_v * t, w, u, m_u, tau2, counts, log_prior, mean,
-                                           scale):
-                    spread.rule = rule
-                    out.append(spread)
+                out += _fit_spreads(side, tokens, frames_v * t, w, u, m_u, tau2, counts, log_prior, mean, scale, rule)
     return out
 
 
 def _fit_spreads(side: str, tokens: torch.Tensor, zw: torch.Tensor, w: torch.Tensor, u: torch.Tensor,
                  raw_means: torch.Tensor, tau2: torch.Tensor, counts: torch.Tensor, log_prior: torch.Tensor,
-                 mean: torch.Tensor, scale: torch.Tensor) -> list[ReferenceCritic]:
+                 mean: torch.Tensor, scale: torch.Tensor, rule: str) -> list[ReferenceCritic]:
     """Class-spread candidates beside one LDA fit (``zw``: its whitened frames, ``w``: its whitening, ``u``: its
     directions, all in one basis of the whitened space): each token's own scatter about its shrunk mean.
 
@@ -613,7 +610,7 @@ def _fit_spreads(side: str, tokens: torch.Tensor, zw: torch.Tensor, w: torch.Ten
         # a rare token's spread leans on the pooled one, as if it had `pseudo` more frames at that spread
         var = (ss + pseudo * d * pooled) / (dof + pseudo * d)
         own = raw_means * torch.where(counts[:, None] > 0, tau2 / (tau2 + var[:, None] / n_k), torch.zeros_like(raw_means))
-        out.append(SpreadReference(side, own, var, log_prior, proj, proj @ mean, full, full @ mean, pseudo))
+        out.append(SpreadReference(side, own, var, log_prior, proj, proj @ mean, full, full @ mean, pseudo, rule))
     return out
 
 
