@@ -329,7 +329,7 @@ class TableReference(ReferenceCritic):
 
     def __init__(self, keys: torch.Tensor, counts: torch.Tensor, u: torch.Tensor, v: torch.Tensor, d: float,
                  a: torch.Tensor, b: torch.Tensor, alpha: float, towards: str = "uniform",
-                 target: torch.Tensor | None = None) -> None:
+                 target: torch.Tensor | None = None, rows: str | None = "x") -> None:
         super().__init__()
         self.register_buffer("keys", keys.long())          # [S] sorted x * Vy + y of the seen cells
         self.register_buffer("counts", counts.float())     # [S]
@@ -341,6 +341,43 @@ class TableReference(ReferenceCritic):
         self.register_buffer("a", a.float())               # [Vx] row normaliser
         self.register_buffer("b", b.float())               # [Vy] column normaliser
         self.alpha, self.towards = alpha, towards
+        # which Dirichlet posterior the smoothed counts are the mean of: one per row of x ("x"), one per
+        # column ("y"), one over the joint table ("joint"); None where the prior's centre holds fitted
+        # structure (a channel's keep share and off-diagonal tokens, each row's mode) that the posterior
+        # would take as known: on Zipf channels of 512-8,192 tokens it then missed by -2% to +20%
+        self.rows = rows
+
+    def posterior_shortfall(self) -> float | None:
+        """The held-out bound's expected shortfall from the true MI under the Dirichlet posterior whose mean
+        the table is (none for a channel without counts).
+
+        A row's predictive is its posterior mean, and E_post KL(theta || mean) = H(mean) - E_post H(theta)
+        is what that row's log-likelihood loses to the true row, in expectation given the counts; weighted by
+        the rows' frequencies, less the same for the marginal, it is the bound's shortfall. Unlike the
+        half-sample extrapolation it does not assume a 1/n law, which sparse tables (a few frames per cell)
+        are far from: on 64x32 Dirichlet tables at 8,000 frames the halves recovered 0.07 of a 0.12-nat
+        shortfall."""
+        if self.rows is None:
+            return None
+        vx, vy = self.u.numel(), self.v.numel()
+        keys, counts = self.keys.cpu(), self.counts.double().cpu()
+        nx = torch.zeros(vx, dtype=torch.float64).index_add_(0, keys // vy, counts)
+        ny = torch.zeros(vy, dtype=torch.float64).index_add_(0, keys % vy, counts)
+        n = float(nx.sum())
+        if n <= 0:
+            return None
+        by_column = self.rows == "y"
+        sums = _posterior_sums(self, by_column)  # [rows] A, S1, S2 of each row's (or column's) posterior
+        if self.rows == "joint":
+            total = sums.sum(0, keepdim=True)
+            margins = (nx + vy * self.alpha, ny + vx * self.alpha)
+            return float(_expected_kl(total)[0]) - sum(float(_expected_kl(_sums(m.unsqueeze(0)))[0]) for m in margins)
+        weights, other = (ny, nx) if by_column else (nx, ny)
+        conditional = float((weights / n * _expected_kl(sums)).sum())
+        # The marginal's error lifts the bound by its KL only in rows that follow their own counts: a row
+        # mostly of prior is the marginal itself, and its ratio to the marginal is 1 whatever the error.
+        share = float((weights / n * weights / sums[:, 0]).sum())
+        return conditional - share * float(_expected_kl(_sums((other + 0.5).unsqueeze(0)))[0])
 
     def describe(self) -> str:
         """One line for summaries."""
@@ -374,14 +411,54 @@ class TableReference(ReferenceCritic):
         return inner.log() + self.a[ex] + self.b[ey]
 
 
+def _sums(alpha: torch.Tensor) -> torch.Tensor:
+    """Per row of Dirichlet parameters ``[R, K]``: A = sum a, sum a log a and sum a digamma(a + 1), ``[R, 3]``."""
+    return torch.stack([alpha.sum(1), torch.special.xlogy(alpha, alpha).sum(1),
+                        (alpha * torch.special.digamma(alpha + 1)).sum(1)], 1)
+
+
+def _expected_kl(sums: torch.Tensor) -> torch.Tensor:
+    """E KL(theta || E theta) under Dirichlet posteriors given by their ``_sums``: H(mean) - E H(theta), where
+    H(mean) = log A - sum a log a / A and E H(theta) = digamma(A + 1) - sum a digamma(a + 1) / A."""
+    a, s1, s2 = sums.unbind(1)
+    return a.log() - s1 / a - torch.special.digamma(a + 1) + s2 / a
+
+
+def _posterior_sums(table: "TableReference", by_column: bool, block: int = 1 << 22) -> torch.Tensor:
+    """``_sums`` of each row's posterior (each column's when ``by_column``): the counts plus the prior's
+    pseudo-counts u_x + v_y + d [y = target_x], built densely a block of rows at a time."""
+    vx, vy = table.u.numel(), table.v.numel()
+    u, v, target = table.u.double().cpu(), table.v.double().cpu(), table.target.cpu()
+    keys, counts, d = table.keys.cpu(), table.counts.double().cpu(), float(table.d)
+    rx, ry = keys // vy, keys % vy
+    lines, width = (vy, vx) if by_column else (vx, vy)
+    step = max(1, block // max(width, 1))
+    out = []
+    for lo in range(0, lines, step):
+        hi = min(lines, lo + step)
+        if by_column:
+            cols = torch.arange(lo, hi)
+            dense = u[:, None] + v[None, lo:hi] + d * (target[:, None] == cols[None, :])
+            at = (ry >= lo) & (ry < hi)
+            dense.index_put_((rx[at], ry[at] - lo), counts[at], accumulate=True)
+            dense = dense.T
+        else:
+            dense = u[lo:hi, None] + v[None, :] + d * (target[lo:hi, None] == torch.arange(vy)[None, :])
+            at = (rx >= lo) & (rx < hi)
+            dense.index_put_((rx[at] - lo, ry[at]), counts[at], accumulate=True)
+        out.append(_sums(dense))
+    return torch.cat(out)
+
+
 class TupleTableReference(TableReference):
     """A table reference whose rows or columns are the token tuples (codebooks, context windows) seen in
     training: a frame's tuple maps to its row, an unseen tuple to one more row without counts, whose
     smoothed distribution is the prior's."""
 
     def __init__(self, table: TableReference, codes_x: torch.Tensor, codes_y: torch.Tensor, vx: int, vy: int) -> None:
+        # rows=None: unseen tuples share one row, whose test frames the posterior of the seen ones does not describe
         super().__init__(table.keys, table.counts, table.u, table.v, float(table.d), table.a, table.b, table.alpha,
-                         table.towards, table.target)
+                         table.towards, table.target, rows=None)
         self.register_buffer("codes_x", codes_x.long())  # [Sx] sorted codes of x's seen tuples
         self.register_buffer("codes_y", codes_y.long())
         self.vx, self.vy = vx, vy
@@ -729,7 +806,7 @@ def _fit_table(x: torch.Tensor, y: torch.Tensor, vx: int, vy: int, matching: boo
     alpha = dirichlet_evidence_fit(cell, torch.tensor([n], dtype=torch.float64), torch.full_like(cell, 1.0 / cells)) / cells
     out: list[ReferenceCritic] = [
         TableReference(keys, cell, zx + alpha, zy, 0.0, -(nx + vy * alpha).log() + math.log(n + cells * alpha),
-                       -(ny + vx * alpha).log(), alpha)]
+                       -(ny + vx * alpha).log(), alpha, rows="joint")]
     # Smoothing towards the other side's marginal (a Dirichlet prior centred on it): a rare token's
     # row falls back to how often each token occurs at all, not to a uniform guess; with Zipf-like
     # marginals that is what the data support.
@@ -737,7 +814,7 @@ def _fit_table(x: torch.Tensor, y: torch.Tensor, vx: int, vy: int, matching: boo
     beta_y = dirichlet_evidence_fit(cell, nx, py[ry])
     out.append(TableReference(keys, cell, zx, beta_y * py, 0.0, -(nx + beta_y).log(), -py.log(), beta_y, "y"))
     beta = dirichlet_evidence_fit(cell, ny, px[rx])
-    out.append(TableReference(keys, cell, beta * px, zy, 0.0, -px.log(), -(ny + beta).log(), beta, "x"))
+    out.append(TableReference(keys, cell, beta * px, zy, 0.0, -px.log(), -(ny + beta).log(), beta, "x", rows="y"))
     if matching:
         out += _fit_matching_table(keys, cell, nx, px, py)
     out += _fit_mode_table(keys, cell, nx, py, _loo_log_likelihood(cell, nx[rx], py[ry], beta_y))
@@ -796,7 +873,7 @@ def _fit_mode_table(keys: torch.Tensor, cell: torch.Tensor, nx: torch.Tensor, py
     # an unseen row holds only the off-mode share of its prior
     a = torch.where(seen, -(nx + beta).log(), torch.full_like(nx, -math.log(beta * (1.0 - w))))
     ref = TableReference(keys, cell, torch.zeros(vx, dtype=torch.float64), beta * (1.0 - w) * off, beta * w, a,
-                         -py.log(), beta, f"y, with {w:.2f} of it on the row's most frequent token", mode)
+                         -py.log(), beta, f"y, with {w:.2f} of it on the row's most frequent token", mode, rows=None)
     # Which token is a row's mode is settled by its counts crossing each other, not by a smooth fit: with
     # few frames per row its error falls much faster than 1/n (codebook pairs of 32 tokens to 256 at ~7
     # frames per pair: the halves read 0.43 nats below the full fit, whose shortfall was 0.21), and the
@@ -847,8 +924,9 @@ def _fit_matching_table(keys: torch.Tensor, cell: torch.Tensor, nx: torch.Tensor
         if math.isinf(beta):
             # the prior alone, a two-parameter channel (keep or replace) that rare rows need
             out.append(TableReference(keys[:0], cell[:0], zx, (1.0 - w) * off, w, zx, -py.log(), beta,
-                                      f"x's own token with probability {w:.2f}, else a token drawn as off the diagonal"))
+                                      f"x's own token with probability {w:.2f}, else a token drawn as off the diagonal",
+                                      rows=None))
         else:
             out.append(TableReference(keys, cell, zx, beta * (1.0 - w) * off, beta * w, -(nx + beta).log(), -py.log(),
-                                      beta, f"y, with {w:.2f} of it on x's own token"))
+                                      beta, f"y, with {w:.2f} of it on x's own token", rows=None))
     return out

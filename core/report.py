@@ -93,6 +93,10 @@ def _half_sample_lines(doc: dict[str, Any]) -> list[str]:
     if half.get("half_sample_bounds_nats"):
         parts = ", ".join(f"{b:.4f}" for b in half["half_sample_bounds_nats"])
         held += f"; the same critic refitted on each half of the train split: {parts}"
+    if half.get("posterior_shortfall_nats") is not None:
+        used = ("the estimate" if half.get("correction") == "posterior" else
+                "less than the halves' extrapolation, which gives the estimate")
+        held += f"; the table's expected shortfall under its posterior: {half['posterior_shortfall_nats']:+.4f} nats ({used})"
     return [held + " (critic.half_sample_correction: false reports the bound)"]
 
 

@@ -17,7 +17,7 @@ from .build import (AUTO_CLASSIFIER_VOCAB, AUTO_QUADRATIC_DIM, build_critic, bui
                     quadratic_rank, resolve_device)
 from .data import FrameBank, take_rows
 from .errors import MinecliError
-from .half_sample import corrected_estimate
+from .half_sample import corrected_estimate, posterior_corrected
 from .interfaces import Estimator
 from .interval import honest_interval
 from .nets import ClassifierCritic
@@ -581,6 +581,11 @@ class Trainer:
                     else:
                         self.half_sample_note = (f"the half-sample correction was not finite (halves' bounds "
                                                  f"{terms['half_sample_bounds_nats']})")
+                shortfall = self._posterior_shortfall()
+                if shortfall is not None:
+                    value, lo, hi, correction = posterior_corrected(shortfall, (value, lo, hi), correction)
+                    if "half_sample_bounds_nats" not in correction:
+                        self.half_sample_note = None  # corrected all the same
                 p_value = permutation_p(bound, self.scorer, bank, tj, tm, n_perm, self.cx, self.cy, self.device,
                                         gen, units)
             # A generator of its own, so that the test-noise interval and the p-value are those of before.
@@ -601,6 +606,15 @@ class Trainer:
                 "permutation_unit": units.describe() if n_perm else None,
                 "correlation_length_frames": units.correlation_length,
                 "n_frames": bank.n_frames, "n_utts": bank.n_utts, "n_marginal": int(tm.numel())}
+
+    def _posterior_shortfall(self) -> float | None:
+        """The selected reference's expected shortfall under the posterior it is the mean of (a Dirichlet-smoothed
+        table), when the correction is on and the reference has one."""
+        ref = self.reference
+        if ref is None or not self.critic_cfg.half_sample_correction or not ref.extrapolates:
+            return None
+        shortfall = getattr(ref, "posterior_shortfall", lambda: None)()
+        return shortfall if shortfall is not None and math.isfinite(shortfall) else None
 
     def _half_sample_critics(self) -> list[tuple[ReferenceCritic, float]]:
         """The selected reference refitted on two halves of the train split (rank 0 fits, every rank receives

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ import torch
 
 import minecli
 from minecli.core.report import _bound_kind, _half_sample_lines
-from minecli.core.half_sample import Columns, HalfSampleBound
+from minecli.core.half_sample import Columns, HalfSampleBound, posterior_corrected
+from minecli.core.reference import TableReference, TupleTableReference, _expected_kl, _fit_table, _fit_tuple_table, _sums
 
 FAST = dict(progress=False, null_permutations=0, bootstrap=50, validate_every=50, baseline=False, steps=100)
 # the single-split machinery (cross-fitting averages several such splits: tests/core/test_crossfit.py)
@@ -37,8 +39,9 @@ def test_the_extrapolation_recovers_a_shortfall_that_falls_as_one_over_the_train
     assert corrected(picked, tm[torch.tensor([0, 0, 3])]) == pytest.approx(truth, abs=1e-9)
 
 
-def _dirichlet_table(seed: int, n: int, vx: int = 48, vy: int = 32, alpha: float = 0.5):
-    """Pairs from a joint table with Dirichlet(alpha) rows over a Zipf x: the exact I and the samples."""
+def _dirichlet_table(seed: int, n: int, vx: int = 48, vy: int = 32, alpha: float = 0.5, with_joint: bool = False):
+    """Pairs from a joint table with Dirichlet(alpha) rows over a Zipf x: the samples and the exact I (and the
+    table)."""
     rng = np.random.default_rng(seed)
     px = 1.0 / np.arange(1, vx + 1) ** 0.7
     px /= px.sum()
@@ -46,7 +49,7 @@ def _dirichlet_table(seed: int, n: int, vx: int = 48, vy: int = 32, alpha: float
     py = joint.sum(0)
     truth = float((joint * np.log(joint / (px[:, None] * py[None]))).sum())
     cells = rng.choice(vx * vy, size=n, p=joint.ravel())
-    return cells // vy, cells % vy, truth
+    return (cells // vy, cells % vy, truth, joint) if with_joint else (cells // vy, cells % vy, truth)
 
 
 def test_the_correction_closes_most_of_a_large_tables_training_shortfall():
@@ -60,6 +63,9 @@ def test_the_correction_closes_most_of_a_large_tables_training_shortfall():
         r = minecli.estimate_mi(x, y, seed=seed, x_kind="index", y_kind="index", critic=ONE_SPLIT, **FAST)
         assert r.critic.startswith("table reference") and r.held_out_bound_nats is not None
         assert not r.lower_bound and r.half_sample["half_sample_bounds_nats"]
+        # the halves' 1/n law understates a table this sparse: the posterior's shortfall gives the estimate
+        assert r.half_sample["correction"] == "posterior"
+        assert r.mi_nats == pytest.approx(r.held_out_bound_nats + r.half_sample["posterior_shortfall_nats"], abs=1e-9)
         assert abs(r.mi_nats - truth) < abs(r.held_out_bound_nats - truth), seed
         held.append(r.held_out_bound_nats)
         corrected.append(r.mi_nats)
@@ -101,6 +107,10 @@ def test_the_summary_shows_the_held_out_bound_beside_the_corrected_number():
     assert "extrapolated" in _bound_kind(doc)
     (line,) = _half_sample_lines(doc)
     assert "0.6123" in line and "[0.5500, 0.6700]" in line and "0.5321, 0.5456" in line
+    assert "posterior" not in line
+    doc["half_sample"].update(posterior_shortfall_nats=0.0871, correction="posterior")
+    (line,) = _half_sample_lines(doc)
+    assert "+0.0871 nats (the estimate)" in line
     assert _half_sample_lines({"half_sample": None, "lower_bound": True}) == []
 
 
@@ -142,11 +152,20 @@ def test_a_half_that_cannot_be_refitted_costs_the_correction_not_the_run(monkeyp
 
     monkeypatch.setattr(selection, "fit_references", fail_on_halves)
     x, y, _ = _dirichlet_table(4, 3000)
-    r = minecli.estimate_mi(x, y, seed=0, x_kind="index", y_kind="index", critic=ONE_SPLIT, **FAST)
+    # a table's posterior shortfall corrects it without halves: the halves' correction alone is off here
+    with monkeypatch.context() as m:
+        m.setattr(TableReference, "posterior_shortfall", lambda self: None)
+        r = minecli.estimate_mi(x, y, seed=0, x_kind="index", y_kind="index", critic=ONE_SPLIT, **FAST)
     assert len(calls) == 2 and calls[1] < calls[0]
     assert r.critic.startswith("table reference") and r.held_out_bound_nats is None and r.lower_bound
     assert any("could not be refitted on half of the train split (linalg.eigh" in w and "held-out bound" in w
                for w in r.warnings), r.warnings
+    # with it, the same run is corrected by the posterior alone, and says nothing of an uncorrected bound
+    calls.clear()
+    r = minecli.estimate_mi(x, y, seed=0, x_kind="index", y_kind="index", critic=ONE_SPLIT, **FAST)
+    assert r.half_sample["correction"] == "posterior" and "half_sample_bounds_nats" not in r.half_sample
+    assert r.mi_nats == pytest.approx(r.held_out_bound_nats + r.half_sample["posterior_shortfall_nats"], abs=1e-9)
+    assert not any("held-out bound" in w for w in r.warnings), r.warnings
 
 
 def test_a_correction_that_is_not_finite_leaves_the_held_out_bound(monkeypatch):
@@ -159,6 +178,7 @@ def test_a_correction_that_is_not_finite_leaves_the_held_out_bound(monkeypatch):
         return float("nan"), lo, hi, method, terms
 
     monkeypatch.setattr(trainer, "corrected_estimate", broken)
+    monkeypatch.setattr(TableReference, "posterior_shortfall", lambda self: None)  # the halves' correction alone
     x, y, _ = _dirichlet_table(4, 3000)
     off = minecli.estimate_mi(x, y, seed=0, x_kind="index", y_kind="index",
                               critic={"half_sample_correction": False}, **FAST)
@@ -226,3 +246,72 @@ def test_each_candidate_has_its_own_recipe_and_the_halves_refit_the_same_recipes
             differ = set(half) ^ set(recipes[0])
             assert all(", edge" in r or "t quantiles" in r for r in differ), (kind, differ)
             assert len(differ) < len(recipes[0]) / 4, (kind, differ)
+
+
+def test_a_dirichlet_posteriors_expected_kl_matches_monte_carlo():
+    # E KL(theta || E theta) for Dirichlet rows of mixed sizes (counts plus small pseudo-counts, as a sparse
+    # table's rows are) against 40,000 draws of theta per row: within 4 Monte Carlo standard errors.
+    rng = np.random.default_rng(0)
+    alpha = np.stack([np.r_[rng.integers(0, 4, 20), np.zeros(10)] + 0.05,
+                      np.r_[rng.integers(0, 40, 20), np.zeros(10)] + 0.5, np.full(30, 0.3)])
+    closed = _expected_kl(_sums(torch.tensor(alpha))).numpy()
+    for row, value in zip(alpha, closed):
+        theta = np.clip(rng.dirichlet(row, size=40_000), 1e-300, None)
+        mean = row / row.sum()
+        kl = (theta * np.log(theta / mean)).sum(1)
+        assert abs(kl.mean() - value) < 4 * kl.std() / np.sqrt(kl.size), (kl.mean(), value)
+
+
+def test_the_posterior_shortfall_predicts_a_sparse_tables_population_deficit():
+    # 64 x 32 Dirichlet(0.5) rows from 4,000 pairs (~2 per cell): each fitted table's bound on the true
+    # distribution (no test noise) falls short of the truth by 0.15-0.17 nats, and its posterior must say
+    # so within 20%: the deficit of one draw scatters around the expectation given its counts by ~10%.
+    for seed in range(3):
+        x, y, truth, joint = _dirichlet_table(seed, 4000, vx=64, vy=32, alpha=0.5, with_joint=True)
+        px, py = joint.sum(1), joint.sum(0)
+        fitted = [c for c in _fit_table(torch.tensor(x), torch.tensor(y), 64, 32) if c.posterior_shortfall() is not None]
+        assert {c.rows for c in fitted} == {"joint", "x", "y"}
+        for c in fitted:
+            t = c._t(torch.arange(64)[:, None], torch.arange(32)[None, :]).double().numpy()
+            population = (joint * t).sum() - np.log((px[:, None] * py[None] * np.exp(t)).sum())
+            deficit = truth - population
+            assert deficit > 0.1, "the setting must leave a shortfall to predict"
+            assert c.posterior_shortfall() == pytest.approx(deficit, rel=0.2), (seed, c.rows)
+
+
+def test_priors_centred_on_fitted_structure_and_tuple_rows_have_no_posterior_shortfall():
+    # A noisy identity channel over 40 tokens: the "own token" tables centre their prior on a fitted keep
+    # share (and the channel has no counts), which the posterior would take as known; a tuple table's unseen
+    # tuples share a row that no posterior of the seen ones describes.
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.integers(0, 40, 3000))
+    y = torch.where(torch.tensor(rng.random(3000) < 0.7), x, torch.tensor(rng.integers(0, 40, 3000)))
+    fits = _fit_table(x, y, 40, 40)
+    own = [c for c in fits if "own token" in c.towards]
+    assert own and all(c.posterior_shortfall() is None for c in own)
+    assert all(c.posterior_shortfall() > 0 for c in fits if c.towards in ("uniform", "x", "y"))
+    tuples = _fit_tuple_table(torch.stack([x, x // 2], 1), y.reshape(-1, 1), 40, 40)
+    assert tuples and all(isinstance(c, TupleTableReference) and c.posterior_shortfall() is None for c in tuples)
+
+
+def test_the_larger_correction_gives_the_estimate():
+    halves = {"held_out_bound_nats": 0.50, "ci95_held_out_nats": (0.45, 0.55), "half_sample_bounds_nats": [0.46, 0.47]}
+    # the posterior's shortfall above the halves' extrapolation: the held-out bound and its test noise move by it
+    value, lo, hi, terms = posterior_corrected(0.10, (0.535, 0.47, 0.60), halves)
+    assert (value, lo, hi) == pytest.approx((0.60, 0.55, 0.65))
+    assert terms["correction"] == "posterior" and terms["half_sample_bounds_nats"] == [0.46, 0.47]
+    # below it (a serial stream's halves, cut by blocks, see more): the halves' value and interval stay
+    value, lo, hi, terms = posterior_corrected(0.02, (0.535, 0.47, 0.60), halves)
+    assert (value, lo, hi) == (0.535, 0.47, 0.60) and terms["correction"] == "half-sample"
+    assert terms["posterior_shortfall_nats"] == 0.02 and "posterior_shortfall_nats" not in halves
+    # no halves (too few train units): the posterior alone corrects the bound
+    value, lo, hi, terms = posterior_corrected(0.10, (0.50, 0.45, 0.55), {})
+    assert (value, lo, hi) == pytest.approx((0.60, 0.55, 0.65)) and terms["ci95_held_out_nats"] == (0.45, 0.55)
+
+
+def test_a_posterior_shortfall_that_is_not_finite_leaves_the_halves_correction(monkeypatch):
+    x, y, _ = _dirichlet_table(4, 3000)
+    monkeypatch.setattr(TableReference, "posterior_shortfall", lambda self: float("nan"))
+    r = minecli.estimate_mi(x, y, seed=0, x_kind="index", y_kind="index", critic=ONE_SPLIT, **FAST)
+    assert r.half_sample["half_sample_bounds_nats"] and "posterior_shortfall_nats" not in r.half_sample
+    assert math.isfinite(r.mi_nats) and r.mi_nats > r.held_out_bound_nats
