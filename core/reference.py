@@ -411,10 +411,14 @@ class TableReference(ReferenceCritic):
         return inner.log() + self.a[ex] + self.b[ey]
 
 
+def _terms(alpha: torch.Tensor) -> torch.Tensor:
+    """Per Dirichlet parameter: a, a log a and a digamma(a + 1), stacked on a last dimension of 3."""
+    return torch.stack([alpha, torch.special.xlogy(alpha, alpha), alpha * torch.special.digamma(alpha + 1)], -1)
+
+
 def _sums(alpha: torch.Tensor) -> torch.Tensor:
     """Per row of Dirichlet parameters ``[R, K]``: A = sum a, sum a log a and sum a digamma(a + 1), ``[R, 3]``."""
-    return torch.stack([alpha.sum(1), torch.special.xlogy(alpha, alpha).sum(1),
-                        (alpha * torch.special.digamma(alpha + 1)).sum(1)], 1)
+    return _terms(alpha).sum(1)
 
 
 def _expected_kl(sums: torch.Tensor) -> torch.Tensor:
@@ -424,29 +428,39 @@ def _expected_kl(sums: torch.Tensor) -> torch.Tensor:
     return a.log() - s1 / a - torch.special.digamma(a + 1) + s2 / a
 
 
-def _posterior_sums(table: "TableReference", by_column: bool, block: int = 1 << 22) -> torch.Tensor:
+def _posterior_sums(table: "TableReference", by_column: bool, block: int = 1 << 22, dense: bool = False) -> torch.Tensor:
     """``_sums`` of each row's posterior (each column's when ``by_column``): the counts plus the prior's
-    pseudo-counts u_x + v_y + d [y = target_x], built densely a block of rows at a time."""
+    pseudo-counts u_x + v_y + d [y = target_x].
+
+    When every row's pseudo-counts are the same (d = 0 and the row side's share constant, as in every
+    table that has a posterior), their sums are taken once and each seen cell adds its change: the cost
+    is per seen cell, not per cell (8,192 x 8,192 tokens: 3.5 s densely). Otherwise (or ``dense``) the
+    table is built densely a block of rows at a time."""
     vx, vy = table.u.numel(), table.v.numel()
     u, v, target = table.u.double().cpu(), table.v.double().cpu(), table.target.cpu()
     keys, counts, d = table.keys.cpu(), table.counts.double().cpu(), float(table.d)
     rx, ry = keys // vy, keys % vy
     lines, width = (vy, vx) if by_column else (vx, vy)
+    own, other, line_of = (v, u, ry) if by_column else (u, v, rx)
+    if not dense and d == 0 and bool((own == own[0]).all()):
+        base = _sums((own[0] + other).unsqueeze(0))[0]
+        prior = u[rx] + v[ry]
+        return base.expand(lines, 3).clone().index_add_(0, line_of, _terms(counts + prior) - _terms(prior))
     step = max(1, block // max(width, 1))
     out = []
     for lo in range(0, lines, step):
         hi = min(lines, lo + step)
         if by_column:
             cols = torch.arange(lo, hi)
-            dense = u[:, None] + v[None, lo:hi] + d * (target[:, None] == cols[None, :])
+            full = u[:, None] + v[None, lo:hi] + d * (target[:, None] == cols[None, :])
             at = (ry >= lo) & (ry < hi)
-            dense.index_put_((rx[at], ry[at] - lo), counts[at], accumulate=True)
-            dense = dense.T
+            full.index_put_((rx[at], ry[at] - lo), counts[at], accumulate=True)
+            full = full.T
         else:
-            dense = u[lo:hi, None] + v[None, :] + d * (target[lo:hi, None] == torch.arange(vy)[None, :])
+            full = u[lo:hi, None] + v[None, :] + d * (target[lo:hi, None] == torch.arange(vy)[None, :])
             at = (rx >= lo) & (rx < hi)
-            dense.index_put_((rx[at] - lo, ry[at]), counts[at], accumulate=True)
-        out.append(_sums(dense))
+            full.index_put_((rx[at] - lo, ry[at]), counts[at], accumulate=True)
+        out.append(_sums(full))
     return torch.cat(out)
 
 

@@ -315,3 +315,18 @@ def test_a_posterior_shortfall_that_is_not_finite_leaves_the_halves_correction(m
     r = minecli.estimate_mi(x, y, seed=0, x_kind="index", y_kind="index", critic=ONE_SPLIT, **FAST)
     assert r.half_sample["half_sample_bounds_nats"] and "posterior_shortfall_nats" not in r.half_sample
     assert math.isfinite(r.mi_nats) and r.mi_nats > r.held_out_bound_nats
+
+
+def test_a_posteriors_sums_by_seen_cells_equal_the_dense_tables():
+    # The per-seen-cell shortcut must give the dense computation's sums in both orientations (an orientation
+    # whose pseudo-counts vary by line falls back to the dense path itself), small blocks included.
+    from minecli.core.reference import _posterior_sums
+
+    x, y, _ = _dirichlet_table(5, 1500, vx=40, vy=24, alpha=0.3)
+    for c in _fit_table(torch.tensor(x), torch.tensor(y), 40, 24):
+        if c.rows is None:
+            continue
+        for by_column in (False, True):
+            fast = _posterior_sums(c, by_column)
+            assert fast.shape == (24 if by_column else 40, 3)
+            torch.testing.assert_close(fast, _posterior_sums(c, by_column, block=64, dense=True), rtol=1e-9, atol=1e-9)
