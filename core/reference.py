@@ -20,7 +20,8 @@ likelihood (with a little regularisation):
   smoothed towards the other side's marginal, towards each row's most frequent token, and, over one
   vocabulary, towards "the same token"; each prior's pseudo-counts at the maximum of its
   Dirichlet-multinomial evidence. With several tokens per frame the rows (or columns) are the token
-  tuples seen in training.
+  tuples seen in training. A table smoothed towards a fixed centre (uniform, or a marginal) is the mean
+  of a Dirichlet posterior, whose expected shortfall it reports (``posterior_shortfall``).
 
 A reference critic is a fixed function, so its held-out bound is as valid a lower bound as the
 trained critic's. The trainer scores each candidate on the same validation protocol as the trained
@@ -349,7 +350,7 @@ class TableReference(ReferenceCritic):
 
     def posterior_shortfall(self) -> float | None:
         """The held-out bound's expected shortfall from the true MI under the Dirichlet posterior whose mean
-        the table is (none for a channel without counts).
+        the table is (None where ``rows`` is None).
 
         A row's predictive is its posterior mean, and E_post KL(theta || mean) = H(mean) - E_post H(theta)
         is what that row's log-likelihood loses to the true row, in expectation given the counts; weighted by

@@ -307,6 +307,9 @@ def test_the_larger_correction_gives_the_estimate():
     # no halves (too few train units): the posterior alone corrects the bound
     value, lo, hi, terms = posterior_corrected(0.10, (0.50, 0.45, 0.55), {})
     assert (value, lo, hi) == pytest.approx((0.60, 0.55, 0.65)) and terms["ci95_held_out_nats"] == (0.45, 0.55)
+    # a negative shortfall never takes the estimate below the held-out bound
+    value, lo, hi, terms = posterior_corrected(-0.03, (0.50, 0.45, 0.55), {})
+    assert (value, lo, hi) == (0.50, 0.45, 0.55) and terms["posterior_shortfall_nats"] == -0.03
 
 
 def test_a_posterior_shortfall_that_is_not_finite_leaves_the_halves_correction(monkeypatch):
