@@ -9,8 +9,9 @@ Zipf-distributed x (rows flat, or centred on a Zipf marginal of y), a low-rank t
 16 row profiles over 256 tokens) and a sticky Markov chain of tokens through a Dirichlet table. Each
 runs ``estimate_mi`` with default options and reports, beside the estimate, the held-out bound and what
 the halves' extrapolation alone would have given (2 I(n) - I(n/2) per fold from the fold's own terms in
-``half_sample``, folds weighted by their test frames as the estimate's are), and which correction each fold used. The selected critic can be
-the trained one in some folds (low-rank tables): such a fold has no correction and counts as its bound.
+``half_sample``, folds weighted by their test frames as the estimate's are), and which correction each
+fold used. The selected critic can be the trained one in some folds: such a fold has no correction and
+counts as its estimate.
 """
 from __future__ import annotations
 

@@ -101,7 +101,8 @@ def _spectra(lam: torch.Tensor, ridges: Sequence[float], shrinkages: Sequence[fl
 class ReferenceCritic(nn.Module):
     """A fixed critic scored from per-frame encodings by ``_t(ex, ey)``, which broadcasts over pairs."""
 
-    #: whether its held-out shortfall falls as c/n, so that the half-sample correction applies
+    #: whether its held-out bound may be corrected for the train split's size (its shortfall falls as c/n, or is
+    #: known from its posterior): the half-sample and posterior corrections apply
     extrapolates = True
 
     def _t(self, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:

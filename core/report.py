@@ -81,8 +81,16 @@ def _bound_kind(doc: dict[str, Any]) -> str:
     return "lower bound" if doc["lower_bound"] else "not a strict bound"
 
 
+def _fold_corrections(folds: list[dict[str, Any] | None]) -> str:
+    """How each cross-fitted part's estimate was corrected, counted: "3 by the posterior shortfall, 2 by ..."."""
+    names = {"posterior": "by the posterior shortfall", "half-sample": "by the halves", None: "uncorrected"}
+    how = [None if not f else f.get("correction") or ("half-sample" if f.get("half_sample_bounds_nats") else None)
+           for f in folds]
+    return ", ".join(f"{how.count(k)} {names[k]}" for k in ("posterior", "half-sample", None) if k in how)
+
+
 def _half_sample_lines(doc: dict[str, Any]) -> list[str]:
-    """The held-out bound beside its half-sample correction, when the estimate is corrected."""
+    """The held-out bound beside its corrections for the train split's size, when the estimate is corrected."""
     half = doc.get("half_sample")
     if not half:
         return []
@@ -97,6 +105,8 @@ def _half_sample_lines(doc: dict[str, Any]) -> list[str]:
         used = ("the estimate" if half.get("correction") == "posterior" else
                 "less than the halves' extrapolation, which gives the estimate")
         held += f"; the table's expected shortfall under its posterior: {half['posterior_shortfall_nats']:+.4f} nats ({used})"
+    if half.get("folds"):
+        held += "; folds " + _fold_corrections(half["folds"])
     return [held + " (critic.half_sample_correction: false reports the bound)"]
 
 

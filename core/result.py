@@ -46,7 +46,8 @@ class MIResult:
     ci95_test_noise_nats: tuple[float, float] | None = None
     ci_terms: dict[str, Any] = field(default_factory=dict)
     #: the held-out bound of the critic that scored the test split, when ``mi_nats`` is that bound extrapolated to
-    #: unlimited training data (the half-sample correction of a closed-form critic); None when ``mi_nats`` is the bound
+    #: unlimited training data (the half-sample or posterior correction of a closed-form critic); None when
+    #: ``mi_nats`` is the bound
     held_out_bound_nats: float | None = None
     #: the correction's terms: each half's held-out bound and share of the train frames, the bound's own interval
     half_sample: dict[str, Any] | None = None
@@ -75,7 +76,7 @@ class MIResult:
         lo, hi = self.ci95_nats
         p = (f", p {self.p_value_text} ({self.n_permutations} permutations of {self.permutation_unit})"
              if self.p_value_text is not None else "")
-        held = (f" (held-out bound {self.held_out_bound_nats:.4f}, before the half-sample correction)"
+        held = (f" (held-out bound {self.held_out_bound_nats:.4f}, before the correction for the train split's size)"
                 if self.held_out_bound_nats is not None else "")
         return (f"I(X;Y) = {self.mi_nats:.4f} nats ({self.mi_bits:.4f} bits){held}, 95% CI [{lo:.4f}, {hi:.4f}] nats, "
                 f"{self.estimator}, {self.n_test_frames} test frames{p}")

@@ -31,7 +31,7 @@ def result_row(doc: dict[str, Any]) -> dict[str, Any]:
     frames = doc.get("frames") or {}
     return {
         "status": "ok", "mi_nats": doc["mi_nats"], "mi_bits": doc["mi_bits"], "ci95_lo_nats": lo, "ci95_hi_nats": hi,
-        # the bound before the half-sample correction, when the run made one (else mi_nats is that bound)
+        # the bound before the correction for the train split's size, when the run made one (else mi_nats is that bound)
         "held_out_bound_nats": doc.get("held_out_bound_nats"),
         "mi_bits_per_second": doc.get("mi_bits_per_second"), "samples_per_second": units.get("samples_per_second"),
         "per": "frame" if (ctx.get("x", 1), ctx.get("y", 1)) == (1, 1) else "window",

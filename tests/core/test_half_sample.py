@@ -66,6 +66,7 @@ def test_the_correction_closes_most_of_a_large_tables_training_shortfall():
         # the halves' 1/n law understates a table this sparse: the posterior's shortfall gives the estimate
         assert r.half_sample["correction"] == "posterior"
         assert r.mi_nats == pytest.approx(r.held_out_bound_nats + r.half_sample["posterior_shortfall_nats"], abs=1e-9)
+        assert f"(held-out bound {r.held_out_bound_nats:.4f}, before the correction for the train split's size)" in str(r)
         assert abs(r.mi_nats - truth) < abs(r.held_out_bound_nats - truth), seed
         held.append(r.held_out_bound_nats)
         corrected.append(r.mi_nats)
@@ -111,6 +112,13 @@ def test_the_summary_shows_the_held_out_bound_beside_the_corrected_number():
     doc["half_sample"].update(posterior_shortfall_nats=0.0871, correction="posterior")
     (line,) = _half_sample_lines(doc)
     assert "+0.0871 nats (the estimate)" in line
+    # cross-fitted: how each part was corrected (a part whose trained critic gave its estimate has none)
+    parts = [{"held_out_bound_nats": 0.5, "correction": "posterior"}, None,
+             {"held_out_bound_nats": 0.5, "half_sample_bounds_nats": [0.4, 0.41]},
+             {"held_out_bound_nats": 0.5, "correction": "posterior"}]
+    (line,) = _half_sample_lines({"half_sample": {"held_out_bound_nats": 0.5, "folds": parts}, "lower_bound": False})
+    assert line.endswith("folds 2 by the posterior shortfall, 1 by the halves, 1 uncorrected "
+                         "(critic.half_sample_correction: false reports the bound)"), line
     assert _half_sample_lines({"half_sample": None, "lower_bound": True}) == []
 
 
