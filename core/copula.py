@@ -142,17 +142,18 @@ class CopulaReference(ReferenceCritic):
         return self.inner._t(ex, ey)
 
 
-def fit_copulas(fx: torch.Tensor, fy: torch.Tensor) -> list[ReferenceCritic]:
-    """Gaussian-copula candidates (as ``fit_gaussian``'s) and the likeliest Student-t copula, on train frames ``[N, D]``."""
+def fit_copulas(fx: torch.Tensor, fy: torch.Tensor, student: bool = True) -> list[ReferenceCritic]:
+    """Gaussian-copula candidates (as ``fit_gaussian``'s) and (with ``student``) the likeliest Student-t copula, on
+    train frames ``[N, D]``."""
     if max(fx.shape[1], fy.shape[1]) > MAX_COPULA_WIDTH:
         return []
     cdf_x, cdf_y = EmpiricalCdf.fit(fx[:CDF_FIT_ROWS]), EmpiricalCdf.fit(fy[:CDF_FIT_ROWS])
     zx, zy = cdf_x(fx), cdf_y(fy)
     out: list[ReferenceCritic] = [CopulaReference(g, cdf_x, cdf_y) for g in fit_gaussian(zx, zy)]
-    if zx.shape[1] + zy.shape[1] <= MAX_T_WIDTH:
-        student = fit_student(zx[:T_FIT_ROWS], zy[:T_FIT_ROWS])
-        if student is not None:
-            out.append(CopulaReference(student[0], cdf_x, cdf_y, student[1]))
+    if student and zx.shape[1] + zy.shape[1] <= MAX_T_WIDTH:
+        t_fit = fit_student(zx[:T_FIT_ROWS], zy[:T_FIT_ROWS])
+        if t_fit is not None:
+            out.append(CopulaReference(t_fit[0], cdf_x, cdf_y, t_fit[1]))
     return out
 
 

@@ -543,8 +543,9 @@ def reference_kind(spec_x: StreamSpec, spec_y: StreamSpec, cx: int, cy: int) -> 
 
 @torch.no_grad()
 def fit_references(kind: str, train: FrameBank, cx: int, cy: int, spec_x: StreamSpec, spec_y: StreamSpec,
-                   gen: torch.Generator) -> list[ReferenceCritic]:
-    """Candidate reference critics of one kind fitted on (up to FIT_FRAMES of) the train frames."""
+                   gen: torch.Generator, recipe: str | None = None) -> list[ReferenceCritic]:
+    """Candidate reference critics of one kind fitted on (up to FIT_FRAMES of) the train frames; with ``recipe``,
+    only those of the families that can give it (a half-sample refit of one recipe need not run the t EMs)."""
     frames = torch.randperm(train.n_frames, generator=gen)[:FIT_FRAMES]
     x, y = train.gather(frames, cx, cy)
     if kind == "table":
@@ -557,7 +558,11 @@ def fit_references(kind: str, train: FrameBank, cx: int, cy: int, spec_x: Stream
     if kind == "gaussian":
         from .copula import fit_copulas  # copula.py builds on this module's Gaussian fit
 
-        return fit_gaussian(fx, fy) + fit_copulas(fx, fy)
+        if recipe is None:
+            return fit_gaussian(fx, fy) + fit_copulas(fx, fy)
+        if recipe.startswith("copula"):
+            return fit_copulas(fx, fy, student=recipe.startswith("copula t quantiles"))
+        return fit_gaussian(fx, fy)
     if kind == "additive":
         if spec_x.kind == "index":
             return _fit_additive("x", x.reshape(x.shape[0], -1), fy, int(spec_x.vocab_size or 0))
@@ -566,7 +571,10 @@ def fit_references(kind: str, train: FrameBank, cx: int, cy: int, spec_x: Stream
 
     side, tokens, f = ("x", x, fy) if spec_x.kind == "index" else ("y", y, fx)
     vocab = int((spec_x if side == "x" else spec_y).vocab_size or 0)
-    return _fit_lda(side, tokens.reshape(-1), f, vocab) + fit_student_classes(side, tokens.reshape(-1), f, vocab)
+    lda = [] if recipe is not None and recipe.startswith("t classes") else _fit_lda(side, tokens.reshape(-1), f, vocab)
+    if recipe is not None and not recipe.startswith("t classes"):
+        return lda
+    return lda + fit_student_classes(side, tokens.reshape(-1), f, vocab)
 
 
 def shrunk_correlations(rho: torch.Tensor, n: int, dx: int, dy: int) -> list[tuple[torch.Tensor, str]]:

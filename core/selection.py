@@ -60,13 +60,24 @@ class ReferenceSelection:
     def _best_of(self, kind: str, train: FrameBank, recipe: str | None = None) -> ReferenceFit | None:
         """The candidate fitted on ``train`` that validates highest (finite), or None; with ``recipe``, the
         candidate of that recipe when it validates to a finite bound."""
+        if recipe is not None:
+            # only that recipe's families are fitted and only its candidates scored; the rest when it gives none
+            found = self._scan(kind, train, recipe)
+            if found is not None:
+                return found
+        return self._scan(kind, train, None)
+
+    def _scan(self, kind: str, train: FrameBank, recipe: str | None) -> ReferenceFit | None:
+        """The best finite candidate (with ``recipe``: the first of that recipe), or None."""
         best = None
         gen = torch.Generator().manual_seed(self.seed + 5)
-        for cand in fit_references(kind, train, self.cx, self.cy, self.spec_x, self.spec_y, gen):
+        for cand in fit_references(kind, train, self.cx, self.cy, self.spec_x, self.spec_y, gen, recipe=recipe):
+            if recipe is not None and cand.recipe() != recipe:
+                continue
             cand = cand.to(self.device)
             tj, tm = self.score(cand)
             value = float(self.bound(tj, tm))
-            if recipe is not None and cand.recipe() == recipe and math.isfinite(value):
+            if recipe is not None and math.isfinite(value):
                 return ReferenceFit(cand, value, kind, tj, tm)
             if math.isfinite(value) and (best is None or value > best.valid_nats):
                 best = ReferenceFit(cand, value, kind, tj, tm)

@@ -256,6 +256,49 @@ def test_each_candidate_has_its_own_recipe_and_the_halves_refit_the_same_recipes
             assert len(differ) < len(recipes[0]) / 4, (kind, differ)
 
 
+def test_a_recipe_refits_only_its_own_family_and_the_same_candidate(monkeypatch):
+    # the halves refit one recipe: the t EMs (seconds per fit on 50 float dims) run only for a t recipe, and
+    # each recipe's candidate is the one the unrestricted fit gives, to the bit
+    import minecli.core.copula as copula
+    import minecli.core.student_classes as student_classes
+    from minecli.core.data import FrameBank
+    from minecli.core.reference import fit_references
+    from minecli.core.spec import StreamSpec
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    x = rng.standard_t(3, (n, 3)).astype(np.float32)
+    y = (x[:, :2] + rng.standard_t(3, (n, 2))).astype(np.float32)
+    k = rng.integers(0, 12, n)
+    f = (rng.standard_t(3, (n, 4)) + 0.6 * k[:, None]).astype(np.float32)
+    cases = [("gaussian", FrameBank.from_arrays(x, y), StreamSpec(kind="float", frame_rate=50.0, dim=3),
+              StreamSpec(kind="float", frame_rate=50.0, dim=2)),
+             ("lda", FrameBank.from_arrays(k, f), StreamSpec(kind="index", frame_rate=50.0, vocab_size=12),
+              StreamSpec(kind="float", frame_rate=50.0, dim=4))]
+    probe = torch.as_tensor(x[:50]), torch.as_tensor(y[:50]), torch.as_tensor(k[:50]), torch.as_tensor(f[:50])
+    real_t, real_tc = copula.fit_student, student_classes._fit
+    for kind, bank, sx, sy in cases:
+        def fit(recipe=None):
+            return fit_references(kind, bank, 1, 1, sx, sy, torch.Generator().manual_seed(3), recipe=recipe)
+
+        def encode(c):
+            a, b = (probe[0], probe[1]) if kind == "gaussian" else (probe[2], probe[3])
+            with torch.no_grad():
+                return torch.cat([c.encode_x(a).flatten(), c.encode_y(b).flatten()])
+
+        full = fit()
+        assert any("t quantiles" in c.recipe() or "t classes" in c.recipe() for c in full), kind
+        for cand in full:
+            t_recipe = cand.recipe().startswith(("copula t quantiles", "t classes"))
+            with monkeypatch.context() as m:
+                if not t_recipe:
+                    m.setattr(copula, "fit_student", lambda *a: pytest.fail("a t EM for " + cand.recipe()))
+                    m.setattr(student_classes, "_fit", lambda *a: pytest.fail("a t EM for " + cand.recipe()))
+                same = [c for c in fit(cand.recipe()) if c.recipe() == cand.recipe()]
+            assert len(same) == 1 and torch.equal(encode(same[0]), encode(cand)), cand.recipe()
+    assert (copula.fit_student, student_classes._fit) == (real_t, real_tc)
+
+
 def test_a_dirichlet_posteriors_expected_kl_matches_monte_carlo():
     # E KL(theta || E theta) for Dirichlet rows of mixed sizes (counts plus small pseudo-counts, as a sparse
     # table's rows are) against 40,000 draws of theta per row: within 4 Monte Carlo standard errors.
