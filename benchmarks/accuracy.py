@@ -16,7 +16,7 @@ Target: within 5% of the truth, or 0.03 nats when the truth is below 0.6, in und
 Beyond the Gaussian, table and mixture tasks: heavy tails (Student-t pairs, and a Gaussian signal in
 Student-t noise, which is not elliptical: I = h(Y) - h(noise) by Monte Carlo), invertible warps of
 Gaussian pairs (cube, tanh, exp: I unchanged), Zipf-distributed tokens through a noisy channel over
-512 symbols, tokens against a float stream with a spread per token (256 tokens, 32 dims), tokens
+512 symbols (and through one that maps them to a permutation of the other stream's tokens), tokens against a float stream with a spread per token (256 tokens, 32 dims), tokens
 against a float stream with heavy-tailed noise (Student-t of 3 and 2 degrees of freedom, independent
 per dimension: I by Monte Carlo with the exact density), four
 codebooks of 16 (and of 256) tokens, each driving its own block of a 16-dim (32-dim) float stream,
@@ -33,8 +33,8 @@ training frames (the Gaussian maximum-likelihood critic; the table with Bayes ad
 at the alpha that generated it; the mixture's class means, pooled sigma and label frequencies; for
 the mixture with a spread per token, the Bayes posterior predictive given the generating
 hyperparameters; for the t-noise classes, the class means and the noise scale by EM at the generating
-degrees of freedom; for the token channels, the channel's keep probability, and for the codebook pairs
-each pair's most frequent token too): what a critic that knew the model's form could reach from that
+degrees of freedom; for the token channels, the channel's keep probability, and for the permuted channel and the
+codebook pairs each row's most frequent token too): what a critic that knew the model's form could reach from that
 much training data, as a held-out bound.
 
 "estimate" is estimate_mi's number with default options. When a closed-form critic gives it, that is
@@ -141,6 +141,18 @@ def fitted_critic(name: str, x: np.ndarray, y: np.ndarray, true_critic: Any = No
         chance = 1 / vocab if noise == "uniform" else float((px**2).sum())
         keep = max(0.0, (float(np.mean(x == y)) - chance) / (1 - chance))
         return table_critic(_channel(px, keep, noise))
+    if name.startswith("permuted"):
+        # knows the channel's form (each row's token, else uniform); estimates each row's token and keep
+        vocab = int(name.split("v=")[1].split()[0])
+        counts = np.zeros((vocab, vocab))
+        np.add.at(counts, (x, y), 1)
+        f = counts.argmax(1)
+        keep = max(0.0, (float(np.mean(f[x] == y)) - 1 / vocab) / (1 - 1 / vocab))
+        p = np.full((vocab, vocab), (1 - keep) / vocab)
+        p[np.arange(vocab), f] += keep
+        p[counts.sum(1) == 0] = 1.0 / vocab  # a token never seen in training: no idea
+        py = (np.bincount(y, minlength=vocab) + 0.5) / (len(y) + 0.5 * vocab)
+        return lambda xs, ys: np.log(p[xs][:, ys] / py[ys][None, :])
     if name.startswith("t-noise mixture"):
         vocab = int(name.split("v=")[1].split()[0])
         return _fit_t_classes(x, y, vocab, true_critic.nu)
@@ -389,6 +401,15 @@ def zipf_channel(vocab: int, keep: float, seed: int, noise: str = "uniform") -> 
     return cells // vocab, cells % vocab, truth, table_critic(pj)
 
 
+def permuted_channel(vocab: int, keep: float, seed: int) -> Task:
+    """Zipf tokens mapped to a fixed random permutation of the other stream's tokens with probability keep, else
+    a uniform token: two tokenizers of the same speech, whose token ids do not match."""
+    x, y, truth, critic = zipf_channel(vocab, keep, seed)
+    perm = np.random.default_rng(seed + 99).permutation(vocab)
+    back = np.argsort(perm)
+    return x, perm[y], truth, lambda xs, ys: critic(xs, back[ys])
+
+
 def _mixture_truth(mu: np.ndarray, sig: np.ndarray, prior: np.ndarray, rng: np.random.Generator, m: int = 100_000) -> float:
     """I(label; y) for y | k ~ N(mu_k, sig_k^2 I), by Monte Carlo with the exact mixture density."""
     crit = hetero_critic(mu, sig, prior)
@@ -608,6 +629,7 @@ TASKS: list[tuple[str, Callable[[int], Task]]] = [
     ("warped d=4 exp/cube", lambda s: warped_gaussian(4, 2.0, "exp", "cube", s)),
     ("zipf channel v=512", lambda s: zipf_channel(512, 0.55, s)),
     ("zipf channel v=2048 zipf noise", lambda s: zipf_channel(2048, 0.6, s, "zipf")),
+    ("permuted channel v=512", lambda s: permuted_channel(512, 0.55, s)),
     ("hetero mixture v=256 d=32", lambda s: hetero_mixture(256, 32, s)),
     ("t-noise mixture v=64 d=8 nu=3", lambda s: t_noise_mixture(64, 8, 3.0, 0.8, s)),
     ("t-noise mixture v=256 d=16 nu=2", lambda s: t_noise_mixture(256, 16, 2.0, 1.0, s)),

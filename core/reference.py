@@ -344,9 +344,10 @@ class TableReference(ReferenceCritic):
         self.register_buffer("b", b.float())               # [Vy] column normaliser
         self.alpha, self.towards = alpha, towards
         # which Dirichlet posterior the smoothed counts are the mean of: one per row of x ("x"), one per
-        # column ("y"), one over the joint table ("joint"); None where the prior's centre holds fitted
-        # structure (a channel's keep share and off-diagonal tokens, each row's mode) that the posterior
-        # would take as known: on Zipf channels of 512-8,192 tokens it then missed by -2% to +20%
+        # column ("y"), one over the joint table ("joint"); "mode" for a table smoothed towards each row's
+        # most frequent token, whose posterior is over that token (core/mode_posterior.py); None where the
+        # prior's centre holds fitted structure (a channel's keep share and off-diagonal tokens) that the
+        # posterior would take as known: on Zipf channels of 512-8,192 tokens it then missed by -2% to +20%
         self.rows = rows
 
     def posterior_shortfall(self) -> float | None:
@@ -361,6 +362,10 @@ class TableReference(ReferenceCritic):
         shortfall."""
         if self.rows is None:
             return None
+        if self.rows == "mode":
+            from .mode_posterior import mode_shortfall  # builds on this module's Dirichlet sums
+
+            return mode_shortfall(self)
         vx, vy = self.u.numel(), self.v.numel()
         keys, counts = self.keys.cpu(), self.counts.double().cpu()
         nx = torch.zeros(vx, dtype=torch.float64).index_add_(0, keys // vy, counts)
@@ -897,11 +902,11 @@ def _fit_mode_table(keys: torch.Tensor, cell: torch.Tensor, nx: torch.Tensor, py
     # an unseen row holds only the off-mode share of its prior
     a = torch.where(seen, -(nx + beta).log(), torch.full_like(nx, -math.log(beta * (1.0 - w))))
     ref = TableReference(keys, cell, torch.zeros(vx, dtype=torch.float64), beta * (1.0 - w) * off, beta * w, a,
-                         -py.log(), beta, f"y, with {w:.2f} of it on the row's most frequent token", mode, rows=None)
+                         -py.log(), beta, f"y, with {w:.2f} of it on the row's most frequent token", mode, rows="mode")
     # Which token is a row's mode is settled by its counts crossing each other, not by a smooth fit: with
     # few frames per row its error falls much faster than 1/n (codebook pairs of 32 tokens to 256 at ~7
     # frames per pair: the halves read 0.43 nats below the full fit, whose shortfall was 0.21), and the
-    # correction would overshoot. Its held-out bound is the estimate.
+    # halves' correction would overshoot. The posterior of each row's mode corrects it instead.
     ref.extrapolates = False
     return [ref]
 

@@ -609,9 +609,10 @@ class Trainer:
 
     def _posterior_shortfall(self) -> float | None:
         """The selected reference's expected shortfall under the posterior it is the mean of (a Dirichlet-smoothed
-        table), when the correction is on and the reference has one."""
+        table, or one smoothed towards its rows' modes, which has no halves), when the correction is on and the
+        reference has one."""
         ref = self.reference
-        if ref is None or not self.critic_cfg.half_sample_correction or not ref.extrapolates:
+        if ref is None or not self.critic_cfg.half_sample_correction:
             return None
         shortfall = getattr(ref, "posterior_shortfall", lambda: None)()
         return shortfall if shortfall is not None and math.isfinite(shortfall) else None

@@ -378,7 +378,7 @@ def test_a_posteriors_sums_by_seen_cells_equal_the_dense_tables():
 
     x, y, _ = _dirichlet_table(5, 1500, vx=40, vy=24, alpha=0.3)
     for c in _fit_table(torch.tensor(x), torch.tensor(y), 40, 24):
-        if c.rows is None:
+        if c.rows in (None, "mode"):  # the mode table's posterior is core/mode_posterior.py's
             continue
         for by_column in (False, True):
             fast = _posterior_sums(c, by_column)

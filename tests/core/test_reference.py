@@ -258,9 +258,10 @@ def test_token_tuples_get_a_table_whose_most_frequent_token_prior_reaches_the_tr
     assert torch.isfinite(t).all()
 
 
-def test_a_most_frequent_token_table_gives_its_held_out_bound_uncorrected():
+def test_a_most_frequent_token_table_over_tuples_gives_its_held_out_bound_uncorrected():
     """Rows' modes are settled by a threshold, so the half-sample correction (a c/n shortfall) is not applied:
-    with ~7 frames per codebook pair it would add twice the shortfall. Every part of the cross-fit likewise."""
+    with ~7 frames per codebook pair it would add twice the shortfall; and tuple rows have no posterior (the
+    unseen pairs share a row). Every part of the cross-fit likewise."""
     x, y, pyx, py = _tuple_channel(6000, 5, keep=0.8)
     r = minecli.estimate_mi(x, y, seed=0, steps=100, **FAST)
     assert r.reference is not None and r.reference["selected"] and "most frequent" in r.critic
