@@ -145,15 +145,7 @@ def fitted_critic(name: str, x: np.ndarray, y: np.ndarray, true_critic: Any = No
     if name.startswith("permuted"):
         # knows the channel's form (each row's token, else uniform); estimates each row's token and keep
         vocab = int(name.split("v=")[1].split()[0])
-        counts = np.zeros((vocab, vocab))
-        np.add.at(counts, (x, y), 1)
-        f = counts.argmax(1)
-        keep = max(0.0, (float(np.mean(f[x] == y)) - 1 / vocab) / (1 - 1 / vocab))
-        p = np.full((vocab, vocab), (1 - keep) / vocab)
-        p[np.arange(vocab), f] += keep
-        p[counts.sum(1) == 0] = 1.0 / vocab  # a token never seen in training: no idea
-        py = (np.bincount(y, minlength=vocab) + 0.5) / (len(y) + 0.5 * vocab)
-        return lambda xs, ys: np.log(p[xs][:, ys] / py[ys][None, :])
+        return _mode_channel_critic(x, y, vocab, vocab, lambda xs: xs)
     if name.startswith("t-noise mixture"):
         vocab = int(name.split("v=")[1].split()[0])
         return _fit_t_classes(x, y, vocab, true_critic.nu)
@@ -170,25 +162,32 @@ def fitted_critic(name: str, x: np.ndarray, y: np.ndarray, true_critic: Any = No
         inner = hetero_critic(means, true_critic.sig, (counts + 0.5) / (counts.sum() + 512))
         return _projected(inner, true_critic.a)
     if name.startswith("codebook pairs"):
-        # knows the channel's form (the tuple's token, else uniform); estimates each pair's token and keep
+        # knows the channel's form (the tuple's token, else uniform); estimates each tuple's token and keep
         vocab, vy = int(name.split()[2].split("x")[0]), int(name.split()[-1])
         place = vocab ** np.arange(x.shape[1])
-        rows, cells = x @ place, vocab ** x.shape[1]
-        counts = np.zeros((cells, vy))
-        np.add.at(counts, (rows, y), 1)
-        f = counts.argmax(1)
-        keep = max(0.0, (float(np.mean(f[rows] == y)) - 1 / vy) / (1 - 1 / vy))
-        p = np.full((cells, vy), (1 - keep) / vy)
-        p[np.arange(cells), f] += keep
-        p[counts.sum(1) == 0] = 1.0 / vy  # a tuple never seen in training: no idea
-        py = (np.bincount(y, minlength=vy) + 0.5) / (len(y) + 0.5 * vy)
-        return lambda xs, ys: np.log(p[xs @ place][:, ys] / py[ys][None, :])
+        return _mode_channel_critic(x, y, vocab ** x.shape[1], vy, lambda xs: xs @ place)
     if name.startswith("codebooks"):
         books, vocab = (int(v) for v in name.split()[1].split("x"))
         per = y.shape[1] // books
         fits = [_fit_classes(x[:, c], y[:, c * per:(c + 1) * per], vocab, per_class_spread=False) for c in range(books)]
         return lambda xs, ys: sum(f(xs[:, c], ys[:, c * per:(c + 1) * per]) for c, f in enumerate(fits))
     return None
+
+
+def _mode_channel_critic(x: np.ndarray, y: np.ndarray, cells: int, vy: int,
+                         row_of: Callable[[np.ndarray], np.ndarray]) -> Critic:
+    """y = f(row) with probability keep, else uniform: each row's most frequent token and the keep share fitted
+    on training frames; a row never seen in training predicts the uniform."""
+    rows = row_of(x)
+    counts = np.zeros((cells, vy))
+    np.add.at(counts, (rows, y), 1)
+    f = counts.argmax(1)
+    keep = max(0.0, (float(np.mean(f[rows] == y)) - 1 / vy) / (1 - 1 / vy))
+    p = np.full((cells, vy), (1 - keep) / vy)
+    p[np.arange(cells), f] += keep
+    p[counts.sum(1) == 0] = 1.0 / vy
+    py = (np.bincount(y, minlength=vy) + 0.5) / (len(y) + 0.5 * vy)
+    return lambda xs, ys: np.log(p[row_of(xs)][:, ys] / py[ys][None, :])
 
 
 def _fit_classes(lab: np.ndarray, y: np.ndarray, vocab: int, per_class_spread: bool) -> Critic:

@@ -53,7 +53,7 @@ def good_turing_weights(nx: torch.Tensor) -> tuple[torch.Tensor, float]:
 
 def mode_shortfall(table: "TableReference") -> float | None:
     """The held-out bound's expected shortfall for a table smoothed towards its rows' most frequent tokens."""
-    from .reference import _expected_kl, _sums
+    from .reference import dirichlet_expected_kl
 
     beta, d = float(table.alpha), float(table.d)
     if not (math.isfinite(beta) and beta > 0 and 0 < d < beta):
@@ -66,7 +66,7 @@ def mode_shortfall(table: "TableReference") -> float | None:
     if keys.numel() == 0 or not bool((b > 0).all()):
         return None
     rx, ry = keys // vy, keys % vy
-    nx = torch.zeros(vx, dtype=torch.float64).index_add_(0, rx, counts)
+    nx = _row_sum(counts, rx, vx)
     n = float(nx.sum())
     on_mode = ry == target[rx]
     modes = target[(nx >= 2) & (target >= 0)]
@@ -112,16 +112,16 @@ def mode_shortfall(table: "TableReference") -> float | None:
     seen = nx > 0
     conditional = float((wts * torch.where(seen, kl_seen, torch.zeros_like(kl_seen))).sum()) + unseen * kl_unseen
     prior_share = float((wts * beta / big_a).sum()) + unseen
-    off_counts = torch.zeros(vy, dtype=torch.float64).index_add_(0, ry[~on_mode], counts[~on_mode]) + 0.5
-    conditional += (1.0 - w) * prior_share * float(_expected_kl(_sums(off_counts.unsqueeze(0)))[0])
+    off_counts = _row_sum(counts[~on_mode], ry[~on_mode], vy) + 0.5
+    conditional += (1.0 - w) * prior_share * dirichlet_expected_kl(off_counts)
     # the marginal's error, as for the other tables: in the share of each row that follows its counts
-    ny = torch.zeros(vy, dtype=torch.float64).index_add_(0, ry, counts)
+    ny = _row_sum(counts, ry, vy)
     share = float((nx / n * nx / big_a).sum())
-    return conditional - share * float(_expected_kl(_sums((ny + 0.5).unsqueeze(0)))[0])
+    return conditional - share * dirichlet_expected_kl(ny + 0.5)
 
 
-def _row_sum(values: torch.Tensor, rows: torch.Tensor, vx: int) -> torch.Tensor:
-    return torch.zeros(vx, dtype=torch.float64).index_add_(0, rows, values)
+def _row_sum(values: torch.Tensor, rows: torch.Tensor, size: int) -> torch.Tensor:
+    return torch.zeros(size, dtype=torch.float64).index_add_(0, rows, values)
 
 
 def _row_logsumexp(values: torch.Tensor, rows: torch.Tensor, vx: int) -> torch.Tensor:

@@ -378,13 +378,13 @@ class TableReference(ReferenceCritic):
         if self.rows == "joint":
             total = sums.sum(0, keepdim=True)
             margins = (nx + vy * self.alpha, ny + vx * self.alpha)
-            return float(_expected_kl(total)[0]) - sum(float(_expected_kl(_sums(m.unsqueeze(0)))[0]) for m in margins)
+            return float(_expected_kl(total)[0]) - sum(dirichlet_expected_kl(m) for m in margins)
         weights, other = (ny, nx) if by_column else (nx, ny)
         conditional = float((weights / n * _expected_kl(sums)).sum())
         # The marginal's error lifts the bound by its KL only in rows that follow their own counts: a row
         # mostly of prior is the marginal itself, and its ratio to the marginal is 1 whatever the error.
         share = float((weights / n * weights / sums[:, 0]).sum())
-        return conditional - share * float(_expected_kl(_sums((other + 0.5).unsqueeze(0)))[0])
+        return conditional - share * dirichlet_expected_kl(other + 0.5)
 
     def describe(self) -> str:
         """One line for summaries."""
@@ -433,6 +433,11 @@ def _expected_kl(sums: torch.Tensor) -> torch.Tensor:
     H(mean) = log A - sum a log a / A and E H(theta) = digamma(A + 1) - sum a digamma(a + 1) / A."""
     a, s1, s2 = sums.unbind(1)
     return a.log() - s1 / a - torch.special.digamma(a + 1) + s2 / a
+
+
+def dirichlet_expected_kl(alpha: torch.Tensor) -> float:
+    """E KL(theta || its mean) for theta ~ Dirichlet(``alpha [V]``)."""
+    return float(_expected_kl(_sums(alpha.unsqueeze(0)))[0])
 
 
 def _posterior_sums(table: "TableReference", by_column: bool, block: int = 1 << 22, dense: bool = False) -> torch.Tensor:
@@ -576,10 +581,10 @@ def fit_references(kind: str, train: FrameBank, cx: int, cy: int, spec_x: Stream
 
     side, tokens, f = ("x", x, fy) if spec_x.kind == "index" else ("y", y, fx)
     vocab = int((spec_x if side == "x" else spec_y).vocab_size or 0)
-    lda = [] if recipe is not None and recipe.startswith("t classes") else _fit_lda(side, tokens.reshape(-1), f, vocab)
-    if recipe is not None and not recipe.startswith("t classes"):
-        return lda
-    return lda + fit_student_classes(side, tokens.reshape(-1), f, vocab)
+    t_recipe = recipe is not None and recipe.startswith("t classes")
+    lda = [] if t_recipe else _fit_lda(side, tokens.reshape(-1), f, vocab)
+    t_classes = fit_student_classes(side, tokens.reshape(-1), f, vocab) if recipe is None or t_recipe else []
+    return lda + t_classes
 
 
 def shrunk_correlations(rho: torch.Tensor, n: int, dx: int, dy: int) -> list[tuple[torch.Tensor, str]]:
