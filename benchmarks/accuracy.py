@@ -240,10 +240,25 @@ def mixture(vocab: int, dim: int, sigma: float, seed: int) -> Task:
     return lab, y.astype(np.float32), float(pmi.mean()), mixture_critic(mu, sigma, np.full(vocab, 1 / vocab))
 
 
+def large_mixture(vocab: int, dim: int, zipf: float, seed: int) -> Task:
+    """Labels over a large vocabulary (uniform, or Zipf-like with exponent ``zipf``), y = mu[label] + unit
+    noise with mu ~ N(0, I): most tokens seen a few times; I by Monte Carlo with the exact mixture density."""
+    rng = np.random.default_rng(seed)
+    mu = rng.standard_normal((vocab, dim))
+    prior = 1.0 / np.arange(1, vocab + 1) ** zipf
+    prior /= prior.sum()
+    lab = rng.choice(vocab, size=N, p=prior)
+    y = mu[lab] + rng.standard_normal((N, dim))
+    sig = np.ones(vocab)
+    return lab, y.astype(np.float32), _mixture_truth(mu, sig, prior, rng), hetero_critic(mu, sig, prior)
+
+
 def mixture_critic(mu: np.ndarray, sigma: float, prior: np.ndarray) -> Critic:
     """log p(y | label) - log sum_k prior_k p(y | k) for isotropic Gaussian components."""
     def scores(lab_: np.ndarray, y_: np.ndarray) -> np.ndarray:
-        ll = -((y_[:, None, :].astype(np.float64) - mu[None]) ** 2).sum(-1) / (2 * sigma**2)  # [n_y, vocab]
+        y64 = y_.astype(np.float64)
+        sq = (y64**2).sum(1)[:, None] - 2 * y64 @ mu.T + (mu**2).sum(1)[None]  # [n_y, vocab], no [n, vocab, d]
+        ll = -sq / (2 * sigma**2)
         return ll[:, lab_].T - np.logaddexp.reduce(ll + np.log(prior)[None, :], axis=1)[None, :]
     return scores
 
@@ -667,6 +682,8 @@ TASKS: list[tuple[str, Callable[[int], Task]]] = [
     ("zipf channel v=2048 zipf noise", lambda s: zipf_channel(2048, 0.6, s, "zipf")),
     ("permuted channel v=512", lambda s: permuted_channel(512, 0.55, s)),
     ("hetero mixture v=256 d=32", lambda s: hetero_mixture(256, 32, s)),
+    ("hetero mixture v=1024 d=16", lambda s: hetero_mixture(1024, 16, s)),
+    ("mixture v=2048 d=8", lambda s: large_mixture(2048, 8, 0.0, s)),
     ("t-noise mixture v=64 d=8 nu=3", lambda s: t_noise_mixture(64, 8, 3.0, 0.8, s)),
     ("t-noise mixture v=256 d=16 nu=2", lambda s: t_noise_mixture(256, 16, 2.0, 1.0, s)),
     ("codebooks 4x16 d=16", lambda s: codebooks(4, 16, 4, s)),
@@ -695,6 +712,8 @@ VARIANTS: list[tuple[str, Callable[[int], Task]]] = [
     ("hetero mixture v=512 d=16", lambda s: hetero_mixture(512, 16, s)),
     ("hetero mixture v=256 d=64", lambda s: hetero_mixture(256, 64, s)),
     ("t-noise mixture v=512 d=16 nu=3", lambda s: t_noise_mixture(512, 16, 3.0, 0.8, s)),
+    ("hetero mixture v=4096 d=24", lambda s: hetero_mixture(4096, 24, s)),
+    ("mixture v=6561 d=16 zipf", lambda s: large_mixture(6561, 16, 1.0, s)),
     ("codebooks 8x16 d=16", lambda s: codebooks(8, 16, 2, s)),
     ("codebooks 2x1024 d=16", lambda s: codebooks(2, 1024, 8, s)),
     ("rvq 4x16 in one 16-dim space", lambda s: rvq(4, 16, 16, 0.8, s)),

@@ -86,8 +86,9 @@ def posterior_corrected(shortfall: float, current: tuple[float, float, float],
 
     Each correction understates a shortfall the other can see: the halves' 1/n law a sparse table's, whose
     bound rises faster than 1/n (128x64 Dirichlet tables at 10,000 samples: the halves added 0.12 of a
-    0.28-nat shortfall, the posterior 0.28-0.29), and the posterior's exchangeable frames a serial
-    stream's, whose halves are cut by blocks. The larger of the two is the estimate; a negative shortfall
+    0.28-nat shortfall, the posterior 0.28-0.29; Gaussian classes of 1,024 rare tokens: 0.39 of 0.68, the
+    posterior 0.57-0.65), and the posterior's exchangeable frames a serial stream's, whose halves are cut
+    by blocks. The larger of the two is the estimate; a negative shortfall
     (a marginal's error outweighing the rows') counts as none, as a fixed critic's held-out bound is not
     expected above the truth."""
     held, held_lo, held_hi = ((correction["held_out_bound_nats"], *correction["ci95_held_out_nats"]) if correction

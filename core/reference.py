@@ -11,7 +11,9 @@ likelihood (with a little regularisation):
 - ``lda`` (single tokens against a float stream): the float side is Gaussian within each token's
   class with a shared covariance: T(k, y) = log N(y; mu_k, S) - log sum_j pi_j N(y; mu_j, S).
 - ``spread`` (beside each ``lda`` fit at one ridge): the same classes, each with an isotropic spread of
-  its own in LDA's whitened space, shrunk towards the pooled one for rare tokens.
+  its own in LDA's whitened space, shrunk towards the pooled one for rare tokens. It reports its
+  posterior's expected shortfall (class_posterior.py): with many rare tokens the halves' 1/n law
+  recovers too little of it.
 - ``student-t classes`` (student_classes.py, beside ``lda``): the same classes with independent
   Student-t noise per dimension, for heavy-tailed features.
 - ``additive`` (several tokens per frame against a float stream): each token adds a mean vector,
@@ -39,6 +41,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from .class_posterior import ClassPosterior, class_shortfall
 from .data import FrameBank
 from .spec import StreamSpec
 
@@ -184,6 +187,11 @@ class LdaReference(ReferenceCritic):
         self.register_buffer("proj", proj.float())           # [r, D]: z = proj f - shift
         self.register_buffer("shift", shift.float())
         self.vocab, self.ridge, self.scaled = int(means.shape[0]), ridge, scaled
+        self.posterior: ClassPosterior | None = None  # the fit's statistics (class_posterior.py); additive: none
+
+    def posterior_shortfall(self) -> float | None:
+        """The held-out bound's expected shortfall under the model's posterior (core/class_posterior.py)."""
+        return class_shortfall(self)
 
     def describe(self) -> str:
         """One line for summaries."""
@@ -249,6 +257,11 @@ class SpreadReference(ReferenceCritic):
         self.register_buffer("full_shift", full_shift.float())
         self.vocab, self.pseudo = int(means.shape[0]), pseudo
         self.rule = rule  # the direction rule of the LDA fit it sits beside
+        self.posterior: ClassPosterior | None = None  # the fit's statistics (class_posterior.py)
+
+    def posterior_shortfall(self) -> float | None:
+        """The held-out bound's expected shortfall under the model's posterior (core/class_posterior.py)."""
+        return class_shortfall(self)
 
     def describe(self) -> str:
         """One line for summaries."""
@@ -691,7 +704,10 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
             # the critics hold float32 buffers: these products need no more
             proj = (w.float() @ u.float()).double().T / scale  # [r, D] on raw frames
             m_u = (m.float() @ u.float()).double()
-            out.append(LdaReference(side, m_u * shrink, log_prior, proj, proj @ mean, ridge, rule, scaled))
+            lda = LdaReference(side, m_u * shrink, log_prior, proj, proj @ mean, ridge, rule, scaled)
+            # the whitened frames' noise in the kept directions: the identity only where the whitening is exact
+            lda.posterior = ClassPosterior(counts, m_u, tau2, noise=(u * (lam * t**2)[:, None]).T @ u)
+            out.append(lda)
             if ridge == SPREAD_RIDGE and not scaled:
                 out += _fit_spreads(side, tokens, frames_v * t, w, u, m_u, tau2, counts, log_prior, mean, scale, rule)
     return out
@@ -721,7 +737,9 @@ def _fit_spreads(side: str, tokens: torch.Tensor, zw: torch.Tensor, w: torch.Ten
         # a rare token's spread leans on the pooled one, as if it had `pseudo` more frames at that spread
         var = (ss + pseudo * d * pooled) / (dof + pseudo * d)
         own = raw_means * torch.where(counts[:, None] > 0, tau2 / (tau2 + var[:, None] / n_k), torch.zeros_like(raw_means))
-        out.append(SpreadReference(side, own, var, log_prior, proj, proj @ mean, full, full @ mean, pseudo, rule))
+        ref = SpreadReference(side, own, var, log_prior, proj, proj @ mean, full, full @ mean, pseudo, rule)
+        ref.posterior = ClassPosterior(counts, raw_means, tau2, ss=ss, dof=dof)
+        out.append(ref)
     return out
 
 

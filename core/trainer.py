@@ -608,9 +608,9 @@ class Trainer:
                 "n_frames": bank.n_frames, "n_utts": bank.n_utts, "n_marginal": int(tm.numel())}
 
     def _posterior_shortfall(self) -> float | None:
-        """The selected reference's expected shortfall under the posterior it is the mean of (a Dirichlet-smoothed
-        table, or one smoothed towards its rows' modes, which has no halves), when the correction is on and the
-        reference has one."""
+        """The selected reference's expected shortfall under its model's posterior (a Dirichlet-smoothed table,
+        one smoothed towards its rows' modes, Gaussian classes with a spread each), when the correction is on
+        and the reference has one."""
         ref = self.reference
         if ref is None or not self.critic_cfg.half_sample_correction:
             return None
