@@ -112,7 +112,9 @@ def class_shortfall(ref: "LdaReference | SpreadReference") -> float | None:
     else:
         if post.noise is None:
             return None
-        chol = torch.linalg.cholesky(post.noise)
+        chol, info = torch.linalg.cholesky_ex(post.noise)
+        if int(info):  # a direction without noise (a constant dimension): no posterior to draw from
+            return None
         inv_var, const = torch.ones(vocab, dtype=torch.float64), -0.5 * (means**2).sum(1)
         scale = post.noise.diagonal()
     m = max(SIM_FRAMES[0], min(SIM_FRAMES[1], SIM_CELLS // max(vocab, 1)))

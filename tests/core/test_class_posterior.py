@@ -110,6 +110,16 @@ def test_a_reference_without_its_fits_statistics_has_no_posterior():
     assert ref.posterior_shortfall() is None
 
 
+def test_an_lda_fit_whose_noise_is_singular_has_no_posterior_instead_of_failing():
+    task = Classes(64, 4, 2, spread=(1.0, 1.0))
+    lab, y = task.draw(3000)
+    ref = next(r for r in _fit_lda("x", torch.as_tensor(lab), torch.as_tensor(y, dtype=torch.float32), 64)
+               if type(r) is LdaReference)
+    assert ref.posterior_shortfall() is not None
+    ref.posterior.noise = torch.zeros_like(ref.posterior.noise)  # no noise left in the kept directions
+    assert ref.posterior_shortfall() is None
+
+
 def test_sparse_classes_estimate_is_corrected_by_their_posterior():
     # 1,024 tokens at 10,000 frames: the halves' 1/n law recovered 0.39 of a 0.68-nat shortfall (-14%)
     task = Classes(1024, 16, 0)
