@@ -95,7 +95,7 @@ def token_share_prior(counts: torch.Tensor) -> float:
 
 def class_shortfall(ref: "LdaReference | SpreadReference") -> float | None:
     """A class reference's expected shortfall under its posterior (None without its fit's statistics)."""
-    post: ClassPosterior | None = getattr(ref, "posterior", None)
+    post = ref.posterior
     if post is None:
         return None
     counts, raw, tau2 = post.counts, post.raw, post.tau2

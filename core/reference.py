@@ -130,6 +130,17 @@ class ReferenceCritic(nn.Module):
         return self._t(ax, ay), self._t(ax.unsqueeze(1), pool[neg])
 
 
+class ClassPosteriorCritic(ReferenceCritic):
+    """A Gaussian class critic (LDA's classes, or a spread each) that reports its posterior's expected shortfall
+    from the fit's statistics (class_posterior.py); none where the fit left none (the additive reference)."""
+
+    posterior: ClassPosterior | None = None
+
+    def posterior_shortfall(self) -> float | None:
+        """The held-out bound's expected shortfall under the model's posterior."""
+        return class_shortfall(self)
+
+
 class GaussianReference(ReferenceCritic):
     """The jointly Gaussian critic in canonical coordinates."""
 
@@ -170,7 +181,7 @@ class GaussianReference(ReferenceCritic):
         return ((u + v) ** 2) @ self.c_sum + ((u - v) ** 2) @ self.c_diff + self.c0
 
 
-class LdaReference(ReferenceCritic):
+class LdaReference(ClassPosteriorCritic):
     """Gaussian classes with a shared covariance for one side's single tokens.
 
     With z the whitened float frame and m_k the whitened class means, T(k, y) = z.m_k - |m_k|^2/2
@@ -187,11 +198,6 @@ class LdaReference(ReferenceCritic):
         self.register_buffer("proj", proj.float())           # [r, D]: z = proj f - shift
         self.register_buffer("shift", shift.float())
         self.vocab, self.ridge, self.scaled = int(means.shape[0]), ridge, scaled
-        self.posterior: ClassPosterior | None = None  # the fit's statistics (class_posterior.py); additive: none
-
-    def posterior_shortfall(self) -> float | None:
-        """The held-out bound's expected shortfall under the model's posterior (core/class_posterior.py)."""
-        return class_shortfall(self)
 
     def describe(self) -> str:
         """One line for summaries."""
@@ -232,7 +238,7 @@ class LdaReference(ReferenceCritic):
         return (ex[..., :-1] * ey[..., :-1]).sum(-1) + ex[..., -1] + ey[..., -1]
 
 
-class SpreadReference(ReferenceCritic):
+class SpreadReference(ClassPosteriorCritic):
     """Gaussian classes with a spread of their own: token k's frames scatter by s_k^2 in LDA's whitened space.
 
     T(k, z) = log N(z; m_k, s_k^2 I) - log sum_j pi_j N(z; m_j, s_j^2 I). With the class means in the
@@ -257,11 +263,6 @@ class SpreadReference(ReferenceCritic):
         self.register_buffer("full_shift", full_shift.float())
         self.vocab, self.pseudo = int(means.shape[0]), pseudo
         self.rule = rule  # the direction rule of the LDA fit it sits beside
-        self.posterior: ClassPosterior | None = None  # the fit's statistics (class_posterior.py)
-
-    def posterior_shortfall(self) -> float | None:
-        """The held-out bound's expected shortfall under the model's posterior (core/class_posterior.py)."""
-        return class_shortfall(self)
 
     def describe(self) -> str:
         """One line for summaries."""
