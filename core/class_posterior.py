@@ -50,19 +50,17 @@ SIM_SEED = 20_240_611
 @dataclass
 class ClassPosterior:
     """What a class reference's posterior needs from its fit, in its kept directions: each token's frames
-    ``counts [V]``, unshrunk mean ``raw [V, r]``, the means' prior variance ``tau2 [r]``, and either each
-    token's scatter ``ss [V]`` with ``dof [V]`` degrees of freedom (a spread each) or the whitened frames'
+    ``counts [V]`` and unshrunk mean ``raw [V, r]``, and either each token's scatter ``ss [V]`` with ``dof [V]`` degrees of freedom (a spread each) or the whitened frames'
     shared noise covariance ``noise [r, r]`` (LDA: its whitening need not be exact)."""
 
     counts: torch.Tensor
     raw: torch.Tensor
-    tau2: torch.Tensor
     ss: torch.Tensor | None = None
     dof: torch.Tensor | None = None
     noise: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        for name in ("counts", "raw", "tau2", "ss", "dof", "noise"):
+        for name in ("counts", "raw", "ss", "dof", "noise"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.detach().double().cpu())
@@ -115,21 +113,6 @@ def fit_spread_prior(ss: torch.Tensor, dof: torch.Tensor, points: int = 80, swee
     return SpreadPrior(grid, weights, post / post.sum(1, keepdim=True))
 
 
-def token_share_prior(counts: torch.Tensor) -> float:
-    """Each token's pseudo-count in a symmetric Dirichlet prior on the token shares, at its evidence's maximum.
-
-    Jeffreys' 1/2 believes that the tokens seen most in training are the most frequent ones, and the
-    critic knows those best: with 2,048 equally frequent tokens at 7,000 frames the posterior's shortfall
-    then read 0.80 of a 1.06-nat deficit. The evidence of flat counts puts the prior near uniform."""
-    from .reference import dirichlet_evidence_fit  # reference.py imports this module
-
-    seen = counts > 0
-    vocab = counts.numel()
-    total = dirichlet_evidence_fit(counts[seen], counts.sum().reshape(1),
-                                   torch.full((int(seen.sum()),), 1.0 / vocab, dtype=torch.float64))
-    return total / vocab
-
-
 def token_tau2(raw: torch.Tensor, counts: torch.Tensor, noise: torch.Tensor, sweeps: int = 50) -> torch.Tensor:
     """The class means' prior variance per direction ``[r]`` with the seen tokens as draws from one population:
     the maximum-likelihood variance of a random effect observed as ``raw`` with noise ``noise [V, r]`` / n_k.
@@ -177,7 +160,7 @@ def class_shortfall(ref: "LdaReference | SpreadReference") -> float | None:
         scale = post.noise.diagonal()
         tau2 = token_tau2(raw, counts, scale.expand(vocab, r))
     m = max(SIM_FRAMES[0], min(SIM_FRAMES[1], SIM_CELLS // max(vocab, 1)))
-    shares = fit_share_prior(counts, token_share_prior(counts))
+    shares = fit_share_prior(counts)
     gen = torch.Generator().manual_seed(SIM_SEED)
     seen = (counts > 0)[:, None]
     n_k = counts.clamp_min(1)[:, None]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import minecli
-from minecli.core.class_posterior import fit_spread_prior, token_share_prior
+from minecli.core.class_posterior import fit_spread_prior
 from minecli.core.reference import SPREAD_PSEUDO_FRAMES, LdaReference, SpreadReference, _fit_lda
 
 FAST = dict(progress=False, null_permutations=0, bootstrap=50, validate_every=50, baseline=False)
@@ -111,18 +111,6 @@ def test_the_posterior_predicts_the_deficit_of_lda_over_zipf_tokens_at_s3_size(s
     ref = next(r for r in fits if type(r) is LdaReference and not r.scaled and r.ridge == 1e-3 and r.rule == "floor")
     deficit, predicted = _population_deficit(ref, task), ref.posterior_shortfall()
     assert deficit > 1.0 and 0.9 * deficit < predicted < 1.1 * deficit, (deficit, predicted)
-
-
-def test_the_token_share_prior_is_flat_for_flat_counts_and_loose_for_skewed_ones():
-    rng = np.random.default_rng(3)
-    flat = torch.as_tensor(np.bincount(rng.integers(0, 2048, 7000), minlength=2048), dtype=torch.float64)
-    zipf = 1.0 / np.arange(1, 2049) ** 1.1
-    skewed = torch.as_tensor(np.bincount(rng.choice(2048, 7000, p=zipf / zipf.sum()), minlength=2048),
-                             dtype=torch.float64)
-    # equally frequent tokens: the evidence wants a prior far firmer than the counts (Poisson noise of ~2
-    # about 3.4 a token); Zipf counts spread 1,000-fold: a prior well under Jeffreys' 1/2 a token
-    assert token_share_prior(flat) > 20
-    assert token_share_prior(skewed) < 0.5
 
 
 def test_a_reference_without_its_fits_statistics_has_no_posterior():

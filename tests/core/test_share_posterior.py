@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from minecli.core.class_posterior import token_share_prior
 from minecli.core.share_posterior import (SharePrior, dirichlet_evidence, draw_shares, fit_share_prior,
-                                          partition_evidence)
+                                          partition_evidence, token_share_prior)
 
 
 def _sequential_log_prob(sequence: list[int], new: callable, old: callable) -> float:
@@ -62,7 +61,7 @@ def _zipf_counts(vocab: int, exponent: float, n: int, seed: int) -> tuple[torch.
 @pytest.mark.parametrize("seed", [0, 1])
 def test_zipf_tokens_get_a_pitman_yor_prior_with_the_unseen_mass_they_have(seed):
     counts, p = _zipf_counts(6561, 1.0, 7000, seed)
-    prior = fit_share_prior(counts, token_share_prior(counts))
+    prior = fit_share_prior(counts)
     assert not prior.dirichlet
     truth = float(p[counts.numpy() == 0].sum())  # ~0.185
     gen = torch.Generator().manual_seed(seed)
@@ -77,12 +76,24 @@ def test_zipf_tokens_get_a_pitman_yor_prior_with_the_unseen_mass_they_have(seed)
     assert float(flat[:, counts == 0].sum(1).mean()) < truth - 0.06
 
 
+def test_the_token_share_prior_is_flat_for_flat_counts_and_loose_for_skewed_ones():
+    rng = np.random.default_rng(3)
+    flat = torch.as_tensor(np.bincount(rng.integers(0, 2048, 7000), minlength=2048), dtype=torch.float64)
+    zipf = 1.0 / np.arange(1, 2049) ** 1.1
+    skewed = torch.as_tensor(np.bincount(rng.choice(2048, 7000, p=zipf / zipf.sum()), minlength=2048),
+                             dtype=torch.float64)
+    # equally frequent tokens: the evidence wants a prior far firmer than the counts (Poisson noise of ~2
+    # about 3.4 a token); Zipf counts spread 1,000-fold: a prior well under Jeffreys' 1/2 a token
+    assert token_share_prior(flat) > 20
+    assert token_share_prior(skewed) < 0.5
+
+
 def test_flat_counts_keep_their_dirichlet():
     rng = np.random.default_rng(2)
     counts = torch.as_tensor(np.bincount(rng.integers(0, 2048, 7000), minlength=2048), dtype=torch.float64)
     alpha = token_share_prior(counts)
-    assert fit_share_prior(counts, alpha) == SharePrior(-alpha, 2048 * alpha)
+    assert fit_share_prior(counts) == SharePrior(-alpha, 2048 * alpha)
     # one seen token: nothing to fit
     one = torch.zeros(5, dtype=torch.float64)
     one[2] = 7
-    assert fit_share_prior(one, 0.5).dirichlet
+    assert fit_share_prior(one).dirichlet
