@@ -50,8 +50,9 @@ SIM_SEED = 20_240_611
 @dataclass
 class ClassPosterior:
     """What a class reference's posterior needs from its fit, in its kept directions: each token's frames
-    ``counts [V]`` and unshrunk mean ``raw [V, r]``, and either each token's scatter ``ss [V]`` with ``dof [V]`` degrees of freedom (a spread each) or the whitened frames'
-    shared noise covariance ``noise [r, r]`` (LDA: its whitening need not be exact)."""
+    ``counts [V]`` and unshrunk mean ``raw [V, r]``, and either each token's scatter ``ss [V]`` with
+    ``dof [V]`` degrees of freedom (a spread each) or the whitened frames' shared noise covariance
+    ``noise [r, r]`` (LDA: its whitening need not be exact)."""
 
     counts: torch.Tensor
     raw: torch.Tensor

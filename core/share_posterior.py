@@ -6,8 +6,13 @@ fit puts too little mass on the tokens never seen: 6,561 tokens with 1/k shares 
 there, and a class reference's expected shortfall came out at 0.82 of the deficit. The two-parameter
 (Pitman-Yor) prior with discount d in [0, 1) has power-law tails; its posterior mass on new tokens is
 (theta + K d) / (N + theta). Both are exchangeable partition laws (a symmetric Dirichlet over V tokens is
-the Pitman-Yor law with d = -alpha, theta = V alpha), so their evidence compares directly, and the prior
-with the larger one is used.
+the Pitman-Yor law with d = -alpha, theta = V alpha), so their evidence compares directly; Pitman-Yor is
+used where its evidence is larger by ``PY_MARGIN``.
+
+Pitman-Yor knows no vocabulary size, so as the vocabulary runs out it over-states the unseen mass (1,024
+tokens with 1/k^0.8 shares at 7,000 frames: 0.043 against 0.019). Good-Turing's n1/N for the total
+was closer there, but it lowered the class references' predicted shortfall over such vocabularies from
+0.90-1.03 of the deficit to 0.82-0.99 (1,024-2,048 tokens, two seeds): Pitman-Yor's total is kept.
 """
 from __future__ import annotations
 
