@@ -7,25 +7,30 @@ frames: the median token 3 times), so what the counts cannot tell is each rare t
 spread), and the halves' 1/n law recovers too little of the loss (Gaussian classes of a spread each
 over 1,024 tokens, 16 dims: 0.39 of a 0.68-nat shortfall).
 
-The model's posterior given the train frames is: token shares Dirichlet about the counts, under a
-symmetric or a Pitman-Yor prior, whichever the evidence prefers (``share_posterior.py``: Zipf-like
-tokens leave far more mass unseen than a symmetric prior believes); each spread on a grid, from a
-nonparametric prior fitted by maximum likelihood over every token's scatter (spreads of real classes
-differ by far more than the pooled pseudo-frames allow, and no one-parameter shape fits them all); each
-mean Gaussian about the token's own mean shrunk by tau^2 / (tau^2 + s_k^2 / n_k) per kept direction,
-tau^2 the means' variance across tokens (``token_tau2``). The expected shortfall of the fixed critic is
-E_post[I(theta) - bound(critic; theta)], each term on frames drawn from theta: I(theta) by its own log
+The model's posterior given the train frames is: token shares Dirichlet about the counts; each spread
+inverse-gamma, from a prior fitted by its evidence over every token's scatter (spreads of real classes
+differ by far more than the pooled pseudo-frames allow); each mean Gaussian about the token's own mean
+shrunk by tau^2 / (tau^2 + s_k^2 / n_k) per kept direction. The expected shortfall of the fixed critic
+is E_post[I(theta) - bound(critic; theta)], each term on frames drawn from theta: I(theta) by its own log
 ratio, the bound with the marginal term summed over tokens exactly. The frames are the same for both
 terms, so their noise largely cancels. Signal in the directions a fit dropped is not in the posterior:
-there the prediction is low (0.7-0.87 of the deficit for the edge rule, under 0.55 for ridge 1).
+there the prediction is low.
 
-Measured against the population deficit (7,000 frames, two seeds each; 128-2,048 tokens x 8-32 dims,
-uniform or Zipf-like, spreads equal or 16-fold apart; LDA over 6,561 Zipf tokens x 16), for the fits
-that keep their directions: class spreads 0.84-1.03 of deficits of 0.08-1.2 nats, LDA 0.91-1.02 of
-0.025-2.1 (the firmest whitening, 1.1-1.2 of deficits under 0.04), LDA over S3's 6,561 Zipf tokens
-0.98-1.01 of 2.0. Before the shares' Pitman-Yor prior, the per-token tau^2 and the grid of spreads:
-0.82-0.84 over S3's tokens, 1.00-1.09 over 2,048 Zipf tokens of 16-fold spreads (each of the three
-alone moved that case up or down by up to 0.2: the fit's errors had been cancelling).
+LDA's posterior takes the shares under a symmetric or a Pitman-Yor prior, whichever the evidence
+prefers (``share_posterior.py``: Zipf-like tokens leave far more mass unseen than a symmetric prior
+believes), and tau^2 as the means' variance across tokens (``token_tau2``; the fit's own weights tokens
+by their frames). Over S3's 6,561 Zipf tokens x 16 dims it then predicts 0.98-1.01 of a 2.0-nat deficit
+(0.82-0.84 before); over 128-2,048 tokens x 2-16 dims, uniform or Zipf-like, 0.91-1.02 of 0.025-2.1
+nats (the firmest whitening 1.1-1.2 of deficits under 0.04; two seeds each, 7,000 frames).
+
+The class-spread posterior keeps the symmetric shares, the fit's tau^2 and the inverse-gamma spreads:
+0.80-1.16 of deficits of 0.08-1.2 nats (1,024-2,048 tokens x 16 dims, 512 x 8, 128 x 8, spreads equal or
+16-fold apart). The same three changes with spreads on a grid under a nonparametric prior read
+0.84-1.03 for fits that keep every direction with signal, but 0.70-0.80 for the edge rule's, which drop
+some: over 4,096 tokens x 24 dims, where 3 of 5 cross-fitted parts chose the edge rule, a variant went
+from +0.3/-4.2% to -8.6/-16.3%. The inverse-gamma's heavy tail over-predicts kept-direction fits over
+large vocabularies (1.2 over 2,048 tokens, 1.4 over 4,096) and so covers the edge rule's dropped
+signal; until the posterior models the dropped directions, the spreads keep it.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .share_posterior import draw_shares, fit_share_prior
+from .share_posterior import draw_shares, fit_share_prior, symmetric_share_prior
 
 if TYPE_CHECKING:
     from .reference import LdaReference, SpreadReference
@@ -50,68 +55,42 @@ SIM_SEED = 20_240_611
 @dataclass
 class ClassPosterior:
     """What a class reference's posterior needs from its fit, in its kept directions: each token's frames
-    ``counts [V]`` and unshrunk mean ``raw [V, r]``, and either each token's scatter ``ss [V]`` with
-    ``dof [V]`` degrees of freedom (a spread each) or the whitened frames' shared noise covariance
-    ``noise [r, r]`` (LDA: its whitening need not be exact)."""
+    ``counts [V]``, unshrunk mean ``raw [V, r]`` and the fit's own prior variance of the means ``tau2 [r]``
+    (frame-weighted), and either each token's scatter ``ss [V]`` with ``dof [V]`` degrees of freedom (a
+    spread each) or the whitened frames' shared noise covariance ``noise [r, r]`` (LDA: its whitening need
+    not be exact)."""
 
     counts: torch.Tensor
     raw: torch.Tensor
+    tau2: torch.Tensor
     ss: torch.Tensor | None = None
     dof: torch.Tensor | None = None
     noise: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        for name in ("counts", "raw", "ss", "dof", "noise"):
+        for name in ("counts", "raw", "tau2", "ss", "dof", "noise"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.detach().double().cpu())
 
 
-@dataclass
-class SpreadPrior:
-    """A discrete prior on the tokens' spreads (``grid [G]`` of variances, ``weights [G]``) and each token's
-    posterior over that grid ``post [V, G]`` given its scatter."""
-
-    grid: torch.Tensor
-    weights: torch.Tensor
-    post: torch.Tensor
-
-    def mean(self) -> torch.Tensor:
-        """Each token's posterior mean spread ``[V]``."""
-        return self.post @ self.grid
-
-    def draw(self, gen: torch.Generator) -> torch.Tensor:
-        """One spread per token ``[V]`` from its posterior."""
-        return self.grid[torch.multinomial(self.post, 1, generator=gen)[:, 0]]
-
-
-def fit_spread_prior(ss: torch.Tensor, dof: torch.Tensor, points: int = 80, sweeps: int = 300) -> SpreadPrior | None:
-    """The tokens' spread prior by nonparametric maximum likelihood on a log grid (Kiefer-Wolfowitz, by EM):
-    token k's sum of squares ``ss`` is s_k^2 chi^2 with ``dof`` degrees of freedom (tokens with none keep
-    the prior). None when fewer than two tokens have any.
-
-    An inverse-gamma prior fitted by its evidence had a shape of 1.7 for spreads log-uniform over a 16-fold
-    range (bounded), a tail far heavier than theirs: the posterior's shortfall then read 1.2 of the deficit
-    over 2,048 tokens, and moved between 0.44 and 1.8 as the shape alone was changed."""
-    ss, dof = ss.double(), dof.double()
+def fit_spread_prior(ss: torch.Tensor, dof: torch.Tensor) -> tuple[float, float]:
+    """(a, b) of an inverse-gamma prior on the tokens' spreads maximising the evidence of their scatter: token
+    k's sum of squares ``ss`` is s_k^2 chi^2 with ``dof`` degrees of freedom (tokens with none are skipped)."""
     seen = dof > 0
-    if int(seen.sum()) < 2:
-        return None
-    pooled = float(ss[seen].sum() / dof[seen].sum())
-    if not pooled > 0:
-        return None
-    grid = pooled * torch.logspace(-2.0, 2.0, points, dtype=torch.float64)
-    # log-likelihood of each token's scatter at each grid spread, up to a per-token constant
-    ll = -0.5 * (dof[:, None] * grid.log()[None] + ss[:, None] / grid[None])  # [V, G]
-    lik = (ll - ll.max(1, keepdim=True).values).exp()
-    weights = torch.full((points,), 1.0 / points, dtype=torch.float64)
-    fit = lik[seen]
-    for _ in range(sweeps):
-        r = fit * weights[None]
-        r = r / r.sum(1, keepdim=True)
-        weights = r.mean(0)
-    post = lik * weights[None]
-    return SpreadPrior(grid, weights, post / post.sum(1, keepdim=True))
+    ss, half = ss[seen].double(), dof[seen].double() / 2
+    if ss.numel() < 2:
+        return math.inf, math.inf
+    pooled = float(ss.sum() / (2 * half.sum()))
+    shapes = torch.logspace(math.log10(0.3), math.log10(3e4), 61, dtype=torch.float64)
+    centres = pooled * torch.logspace(-0.7, 0.7, 36, dtype=torch.float64)  # b / a, the prior's scale
+    a = shapes[:, None, None]
+    b = a * centres[None, :, None]
+    # log marginal of ss_k: lgamma(a + h) - lgamma(a) + a log b - (a + h) log(b + ss/2), up to constants
+    ll = (torch.lgamma(a + half) - torch.lgamma(a) + a * b.log() - (a + half) * torch.log(b + ss / 2)).sum(-1)
+    i = int(ll.argmax())
+    ai, bi = divmod(i, centres.numel())
+    return float(shapes[ai]), float(shapes[ai] * centres[bi])
 
 
 def token_tau2(raw: torch.Tensor, counts: torch.Tensor, noise: torch.Tensor, sweeps: int = 50) -> torch.Tensor:
@@ -144,13 +123,14 @@ def class_shortfall(ref: "LdaReference | SpreadReference") -> float | None:
     means, log_prior = ref.means.double().cpu(), ref.log_prior.double().cpu()
     spreads = post.ss is not None and post.dof is not None
     if spreads:
-        spread_prior = fit_spread_prior(post.ss, post.dof)
-        if spread_prior is None:
+        a0, b0 = fit_spread_prior(post.ss, post.dof)
+        if not (math.isfinite(a0) and math.isfinite(b0)):
             return None
         d = int(ref.full_proj.shape[0])
         inv_var, const = ref.inv_var.double().cpu(), ref.const.double().cpu()
         scale = torch.ones(r, dtype=torch.float64)
-        tau2 = token_tau2(raw, counts, spread_prior.mean()[:, None] * scale[None])
+        # the first posterior's shares and tau^2 (see the module's docstring)
+        tau2, shares = post.tau2, symmetric_share_prior(counts)
     else:
         if post.noise is None:
             return None
@@ -159,9 +139,8 @@ def class_shortfall(ref: "LdaReference | SpreadReference") -> float | None:
             return None
         inv_var, const = torch.ones(vocab, dtype=torch.float64), -0.5 * (means**2).sum(1)
         scale = post.noise.diagonal()
-        tau2 = token_tau2(raw, counts, scale.expand(vocab, r))
+        tau2, shares = token_tau2(raw, counts, scale.expand(vocab, r)), fit_share_prior(counts)
     m = max(SIM_FRAMES[0], min(SIM_FRAMES[1], SIM_CELLS // max(vocab, 1)))
-    shares = fit_share_prior(counts)
     gen = torch.Generator().manual_seed(SIM_SEED)
     seen = (counts > 0)[:, None]
     n_k = counts.clamp_min(1)[:, None]
@@ -169,7 +148,8 @@ def class_shortfall(ref: "LdaReference | SpreadReference") -> float | None:
     values = []
     for _ in range(SIM_DRAWS):
         pi = draw_shares(shares, counts, gen)
-        s2 = spread_prior.draw(gen) if spreads else torch.ones(vocab, dtype=torch.float64)
+        s2 = ((b0 + post.ss / 2) / torch._standard_gamma(a0 + post.dof / 2, generator=gen) if spreads
+              else torch.ones(vocab, dtype=torch.float64))
         noise = s2[:, None] * scale[None]  # [V, r] each token's noise variance per direction
         shrink = torch.where(seen, tau2 / (tau2 + noise / n_k), torch.zeros_like(raw))
         var_mu = torch.where(seen, 1.0 / (1.0 / tau2 + n_k / noise), tau2.expand(vocab, r))

@@ -707,7 +707,7 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
             m_u = (m.float() @ u.float()).double()
             lda = LdaReference(side, m_u * shrink, log_prior, proj, proj @ mean, ridge, rule, scaled)
             # the whitened frames' noise in the kept directions: the identity only where the whitening is exact
-            lda.posterior = ClassPosterior(counts, m_u, noise=(u * (lam * t**2)[:, None]).T @ u)
+            lda.posterior = ClassPosterior(counts, m_u, tau2, noise=(u * (lam * t**2)[:, None]).T @ u)
             out.append(lda)
             if ridge == SPREAD_RIDGE and not scaled:
                 out += _fit_spreads(side, tokens, frames_v * t, w, u, m_u, tau2, counts, log_prior, mean, scale, rule)
@@ -739,7 +739,7 @@ def _fit_spreads(side: str, tokens: torch.Tensor, zw: torch.Tensor, w: torch.Ten
         var = (ss + pseudo * d * pooled) / (dof + pseudo * d)
         own = raw_means * torch.where(counts[:, None] > 0, tau2 / (tau2 + var[:, None] / n_k), torch.zeros_like(raw_means))
         ref = SpreadReference(side, own, var, log_prior, proj, proj @ mean, full, full @ mean, pseudo, rule)
-        ref.posterior = ClassPosterior(counts, raw_means, ss=ss, dof=dof)
+        ref.posterior = ClassPosterior(counts, raw_means, tau2, ss=ss, dof=dof)
         out.append(ref)
     return out
 

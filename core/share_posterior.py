@@ -83,6 +83,12 @@ def token_share_prior(counts: torch.Tensor) -> float:
     return total / vocab
 
 
+def symmetric_share_prior(counts: torch.Tensor) -> SharePrior:
+    """The symmetric Dirichlet at its evidence's maximum."""
+    alpha = token_share_prior(counts.detach().double().cpu())
+    return SharePrior(-alpha, counts.numel() * alpha)
+
+
 def fit_share_prior(counts: torch.Tensor) -> SharePrior:
     """The symmetric Dirichlet at its evidence's maximum (``token_share_prior``), or the Pitman-Yor prior at
     its own on a grid when that is larger by ``PY_MARGIN`` nats."""
