@@ -102,8 +102,9 @@ def token_tau2(raw: torch.Tensor, counts: torch.Tensor, noise: torch.Tensor, swe
     tokens: over 6,561 Zipf tokens (means N(0, I) in 16 dims) the frame-weighted tau^2 summed to 14.6 and
     14.8 (two seeds) against 16.4 per token, and the shortfall read 0.92-0.95 of the deficit. Counting
     each token once (a plain mean of m_k^2 less its noise) fixed that, but where a direction's signal is
-    weak beside the noise (tau^2 0.09 at unit noise, 1,024 tokens) singletons made each direction's
-    estimate noisy and the shortfall read 1.1-1.2; the likelihood weights a token by 1 / (tau^2 + v_k)^2."""
+    weak beside the noise (tau^2 0.09 at unit noise, 1,024 tokens; class-spread fits) singletons made each
+    direction's estimate noisy and the shortfall read 1.1-1.2; the likelihood weights a token by
+    1 / (tau^2 + v_k)^2."""
     seen = counts > 0
     x2, v = raw[seen] ** 2, noise[seen] / counts[seen][:, None]
     tau2 = (x2 - v).mean(0).clamp_min(1e-6)
