@@ -20,7 +20,7 @@ LDA's posterior takes the shares under a symmetric or a Pitman-Yor prior, whiche
 prefers (``share_posterior.py``: Zipf-like tokens leave far more mass unseen than a symmetric prior
 believes), and tau^2 as the means' variance across tokens (``token_tau2``; the fit's own weights tokens
 by their frames). Over S3's 6,561 Zipf tokens x 16 dims it then predicts 0.98-1.01 of a 2.0-nat deficit
-(0.82-0.84 before); over 128-2,048 tokens x 2-16 dims, uniform or Zipf-like, 0.91-1.02 of 0.025-2.1
+(0.82-0.84 before); over 16-2,048 tokens x 2-16 dims, uniform or Zipf-like, 0.91-1.02 of 0.025-2.1
 nats (the firmest whitening 1.1-1.2 of deficits under 0.04; two seeds each, 7,000 frames).
 
 The class-spread posterior keeps the symmetric shares, the fit's tau^2 and the inverse-gamma spreads:
