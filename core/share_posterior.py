@@ -11,8 +11,9 @@ used where its evidence is larger by ``PY_MARGIN``.
 
 Pitman-Yor knows no vocabulary size, so as the vocabulary runs out it over-states the unseen mass (1,024
 tokens with 1/k^0.8 shares at 7,000 frames: 0.043 against 0.019). Good-Turing's n1/N for the total
-was closer there, but it lowered the class references' predicted shortfall over such vocabularies from
-0.90-1.03 of the deficit to 0.82-0.99 (1,024-2,048 tokens, two seeds): Pitman-Yor's total is kept.
+was closer there, but it lowered the predicted shortfall of class-spread fits over such vocabularies
+(measured while they took these shares too) from 0.90-1.03 of the deficit to 0.82-0.99 (1,024-2,048
+tokens, two seeds): Pitman-Yor's total is kept.
 """
 from __future__ import annotations
 
