@@ -94,14 +94,13 @@ def fit_share_prior(counts: torch.Tensor) -> SharePrior:
     """The symmetric Dirichlet at its evidence's maximum (``token_share_prior``), or the Pitman-Yor prior at
     its own on a grid when that is larger by ``PY_MARGIN`` nats."""
     counts = counts.detach().double().cpu()
-    alpha = token_share_prior(counts)
-    dirichlet = SharePrior(-alpha, counts.numel() * alpha)
+    dirichlet = symmetric_share_prior(counts)
     if int((counts > 0).sum()) < 2:
         return dirichlet
     ll = partition_evidence(counts, _DISCOUNTS[:, None], _STRENGTHS[None, :])
     best = int(ll.argmax())
     di, ti = divmod(best, _STRENGTHS.numel())
-    if float(ll.max()) <= dirichlet_evidence(counts, alpha) + PY_MARGIN:
+    if float(ll.max()) <= dirichlet_evidence(counts, -dirichlet.discount) + PY_MARGIN:
         return dirichlet
     return SharePrior(float(_DISCOUNTS[di]), float(_STRENGTHS[ti]))
 
