@@ -7,30 +7,29 @@ frames: the median token 3 times), so what the counts cannot tell is each rare t
 spread), and the halves' 1/n law recovers too little of the loss (Gaussian classes of a spread each
 over 1,024 tokens, 16 dims: 0.39 of a 0.68-nat shortfall).
 
-The model's posterior given the train frames is: token shares Dirichlet about the counts; each spread
-inverse-gamma, from a prior fitted by its evidence over every token's scatter (spreads of real classes
-differ by far more than the pooled pseudo-frames allow); each mean Gaussian about the token's own mean
-shrunk by tau^2 / (tau^2 + s_k^2 / n_k) per kept direction. The expected shortfall of the fixed critic
-is E_post[I(theta) - bound(critic; theta)], each term on frames drawn from theta: I(theta) by its own log
-ratio, the bound with the marginal term summed over tokens exactly. The frames are the same for both
-terms, so their noise largely cancels. Signal in the directions a fit dropped is not in the posterior:
-there the prediction is low.
+The model's posterior given the train frames is: token shares about the counts under a symmetric
+Dirichlet or (LDA, where its evidence is larger: Zipf-like tokens leave far more mass unseen than a
+symmetric prior believes) a Pitman-Yor prior (``share_posterior.py``); each mean Gaussian about the
+token's own mean shrunk by tau^2 / (tau^2 + s_k^2 / n_k) per direction, tau^2 the means' variance across
+tokens, each token once (``token_tau2``; the fit's own weights tokens by their frames, so it describes
+the few frequent ones); for the class spreads, each spread on a grid under a nonparametric prior fitted to every token's
+scatter (``grid_spread_prior``). The expected shortfall of the fixed critic is E_post[I(theta) -
+bound(critic; theta)], each term on frames drawn from theta: I(theta) by its own log ratio, the bound
+with the marginal term summed over tokens exactly. The frames are the same for both terms, so their noise
+largely cancels.
 
-LDA's posterior takes the shares under a symmetric or a Pitman-Yor prior, whichever the evidence
-prefers (``share_posterior.py``: Zipf-like tokens leave far more mass unseen than a symmetric prior
-believes), and tau^2 as the means' variance across tokens (``token_tau2``; the fit's own weights tokens
-by their frames). Over S3's 6,561 Zipf tokens x 16 dims it then predicts 0.98-1.01 of a 2.0-nat deficit
-(0.82-0.84 before); over 16-2,048 tokens x 2-16 dims, uniform or Zipf-like, 0.91-1.02 of 0.025-2.1
-nats (the firmest whitening 1.1-1.2 of deficits under 0.04; two seeds each, 7,000 frames).
-
-The class-spread posterior keeps the symmetric shares, the fit's tau^2 and the inverse-gamma spreads:
-0.80-1.16 of deficits of 0.08-1.2 nats (1,024-2,048 tokens x 16 dims, 512 x 8, 128 x 8, spreads equal or
-16-fold apart). The same three changes with spreads on a grid under a nonparametric prior read
-0.84-1.03 for fits that keep every direction with signal, but 0.70-0.80 for the edge rule's, which drop
-some: over 4,096 tokens x 24 dims, where 3 of 5 cross-fitted parts chose the edge rule, a variant went
-from +0.3/-4.2% to -8.6/-16.3%. The inverse-gamma's heavy tail over-predicts kept-direction fits over
-large vocabularies (1.2 over 2,048 tokens, 1.4 over 4,096) and so covers the edge rule's dropped
-signal; until the posterior models the dropped directions, the spreads keep it.
+LDA's posterior lives in the directions its fit kept; the class-spread posterior in every direction of
+the whitened space, the fit's dropped ones included (their means' variance by ``token_tau2`` like the
+kept ones', and the spreads from the scatter about each token's mean in all of them). Over 4,096 tokens x
+24 dims the edge rule drops directions with signal: a posterior of the kept directions alone predicted
+0.63-0.70 of the deficit there, while an inverse-gamma prior on the spreads, whose heavy tail covered
+that gap, predicted 1.36-1.44 for the fits that keep every direction (a variant's +0.3/-4.2% was a
+balance of the two errors). With every direction and the grid prior: 0.98-1.22 there, 0.91-1.03 over
+2,048 x 16 and 0.82-0.94 over 256 x 32, for every rule; 0.80-1.26 (the middle half 0.89-1.01, before
+0.76-1.00) over 128-4,096 tokens x 8-64 dims, some with 40-56 dims of noise alone. The class-spread
+posterior keeps the symmetric shares: with LDA's Pitman-Yor shares it read 0.80-1.37 over the same cases,
+the middle half 0.92-0.99, but 1.14-1.35 where 40-56 dims are noise alone and the tokens Zipf's (0.89-1.04
+with the symmetric shares): no clear gain.
 """
 from __future__ import annotations
 
@@ -50,47 +49,76 @@ SIM_CELLS = 1 << 22
 SIM_FRAMES = (1024, 16384)
 SIM_DRAWS = 4
 SIM_SEED = 20_240_611
+#: ``token_tau2``'s least variance: a direction at it carries no signal
+TAU2_FLOOR = 1e-6
 
 
 @dataclass
 class ClassPosterior:
-    """What a class reference's posterior needs from its fit, in its kept directions: each token's frames
-    ``counts [V]``, unshrunk mean ``raw [V, r]`` and the fit's own prior variance of the means ``tau2 [r]``
-    (frame-weighted), and either each token's scatter ``ss [V]`` with ``dof [V]`` degrees of freedom (a
-    spread each) or the whitened frames' shared noise covariance ``noise [r, r]`` (LDA: its whitening need
-    not be exact)."""
+    """What a class reference's posterior needs from its fit: each token's frames ``counts [V]`` and unshrunk
+    mean ``raw [V, r]`` in the directions the fit kept, and either (a spread each) the means in the directions
+    it dropped ``rest [V, d - r]`` with each token's scatter about its own mean in all d directions ``ss [V]``
+    on ``dof [V]`` degrees of freedom, or (LDA) the whitened frames' shared noise covariance in the kept
+    directions ``noise [r, r]`` (its whitening need not be exact)."""
 
     counts: torch.Tensor
     raw: torch.Tensor
-    tau2: torch.Tensor
+    rest: torch.Tensor | None = None
     ss: torch.Tensor | None = None
     dof: torch.Tensor | None = None
     noise: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        for name in ("counts", "raw", "tau2", "ss", "dof", "noise"):
+        for name in ("counts", "raw", "rest", "ss", "dof", "noise"):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value.detach().double().cpu())
 
 
-def fit_spread_prior(ss: torch.Tensor, dof: torch.Tensor) -> tuple[float, float]:
-    """(a, b) of an inverse-gamma prior on the tokens' spreads maximising the evidence of their scatter: token
-    k's sum of squares ``ss`` is s_k^2 chi^2 with ``dof`` degrees of freedom (tokens with none are skipped)."""
+@dataclass
+class SpreadPrior:
+    """A discrete prior on the tokens' spreads (variances ``grid [G]`` with ``weights [G]``) and each token's
+    posterior over that grid ``post [V, G]`` given its scatter."""
+
+    grid: torch.Tensor
+    weights: torch.Tensor
+    post: torch.Tensor
+
+    def mean(self) -> torch.Tensor:
+        """Each token's posterior mean spread ``[V]``."""
+        return self.post @ self.grid
+
+    def draw(self, gen: torch.Generator) -> torch.Tensor:
+        """One spread per token ``[V]`` from its posterior."""
+        return self.grid[torch.multinomial(self.post, 1, generator=gen)[:, 0]]
+
+
+def grid_spread_prior(ss: torch.Tensor, dof: torch.Tensor, points: int = 80, sweeps: int = 300) -> SpreadPrior | None:
+    """The tokens' spread prior by nonparametric maximum likelihood on a log grid (Kiefer-Wolfowitz, by EM):
+    token k's sum of squares ``ss`` is s_k^2 chi^2 with ``dof`` degrees of freedom (a token with none keeps
+    the prior). None when fewer than two tokens have any.
+
+    An inverse-gamma prior fitted by its evidence had a shape of 1.7 for spreads log-uniform over a 16-fold
+    range (bounded): a tail far heavier than theirs, which alone moved the predicted shortfall between 0.44
+    and 1.8 of the deficit over 2,048 tokens as the shape was varied."""
+    ss, dof = ss.double(), dof.double()
     seen = dof > 0
-    ss, half = ss[seen].double(), dof[seen].double() / 2
-    if ss.numel() < 2:
-        return math.inf, math.inf
-    pooled = float(ss.sum() / (2 * half.sum()))
-    shapes = torch.logspace(math.log10(0.3), math.log10(3e4), 61, dtype=torch.float64)
-    centres = pooled * torch.logspace(-0.7, 0.7, 36, dtype=torch.float64)  # b / a, the prior's scale
-    a = shapes[:, None, None]
-    b = a * centres[None, :, None]
-    # log marginal of ss_k: lgamma(a + h) - lgamma(a) + a log b - (a + h) log(b + ss/2), up to constants
-    ll = (torch.lgamma(a + half) - torch.lgamma(a) + a * b.log() - (a + half) * torch.log(b + ss / 2)).sum(-1)
-    i = int(ll.argmax())
-    ai, bi = divmod(i, centres.numel())
-    return float(shapes[ai]), float(shapes[ai] * centres[bi])
+    if int(seen.sum()) < 2:
+        return None
+    pooled = float(ss[seen].sum() / dof[seen].sum())
+    if not pooled > 0:
+        return None
+    grid = pooled * torch.logspace(-2.0, 2.0, points, dtype=torch.float64)
+    # each token's log-likelihood at each grid spread, up to a per-token constant
+    ll = -0.5 * (dof[:, None] * grid.log()[None] + ss[:, None] / grid[None])  # [V, G]
+    lik = (ll - ll.max(1, keepdim=True).values).exp()
+    weights = torch.full((points,), 1.0 / points, dtype=torch.float64)
+    fit = lik[seen]
+    for _ in range(sweeps):
+        r = fit * weights[None]
+        weights = (r / r.sum(1, keepdim=True)).mean(0)
+    post = lik * weights[None]
+    return SpreadPrior(grid, weights, post / post.sum(1, keepdim=True))
 
 
 def token_tau2(raw: torch.Tensor, counts: torch.Tensor, noise: torch.Tensor, sweeps: int = 50) -> torch.Tensor:
@@ -107,10 +135,10 @@ def token_tau2(raw: torch.Tensor, counts: torch.Tensor, noise: torch.Tensor, swe
     1 / (tau^2 + v_k)^2."""
     seen = counts > 0
     x2, v = raw[seen] ** 2, noise[seen] / counts[seen][:, None]
-    tau2 = (x2 - v).mean(0).clamp_min(1e-6)
+    tau2 = (x2 - v).mean(0).clamp_min(TAU2_FLOOR)
     for _ in range(sweeps):  # the score equation's fixed point: sum_k w_k (x_k^2 - v_k - tau^2) = 0
         w = (tau2[None] + v).reciprocal() ** 2
-        tau2 = ((w * (x2 - v)).sum(0) / w.sum(0)).clamp_min(1e-6)
+        tau2 = ((w * (x2 - v)).sum(0) / w.sum(0)).clamp_min(TAU2_FLOOR)
     return tau2
 
 
@@ -119,28 +147,34 @@ def class_shortfall(ref: "LdaReference | SpreadReference") -> float | None:
     post = ref.posterior
     if post is None:
         return None
-    counts, raw = post.counts, post.raw
-    vocab, r = raw.shape
+    counts = post.counts
+    vocab, r = post.raw.shape
     means, log_prior = ref.means.double().cpu(), ref.log_prior.double().cpu()
     spreads = post.ss is not None and post.dof is not None
     if spreads:
-        a0, b0 = fit_spread_prior(post.ss, post.dof)
-        if not (math.isfinite(a0) and math.isfinite(b0)):
+        prior = grid_spread_prior(post.ss, post.dof)
+        if prior is None:
             return None
         d = int(ref.full_proj.shape[0])
         inv_var, const = ref.inv_var.double().cpu(), ref.const.double().cpu()
-        scale = torch.ones(r, dtype=torch.float64)
-        # the first posterior's shares and tau^2 (see the module's docstring)
-        tau2, shares = post.tau2, symmetric_share_prior(counts)
+        raw = post.raw if post.rest is None else torch.cat([post.raw, post.rest], 1)
+        tau2 = token_tau2(raw, counts, prior.mean()[:, None].expand(vocab, raw.shape[1]))
+        # a dropped direction whose means do not vary across tokens is noise alone: drawn with the rest as chi^2
+        signal = torch.cat([torch.ones(r, dtype=torch.bool), tau2[r:] > TAU2_FLOOR])
+        raw, tau2 = raw[:, signal], tau2[signal]
+        scale = torch.ones(raw.shape[1], dtype=torch.float64)
+        shares = symmetric_share_prior(counts)  # see the module's docstring
     else:
         if post.noise is None:
             return None
         chol, info = torch.linalg.cholesky_ex(post.noise)
         if int(info):  # a direction without noise (a constant dimension): no posterior to draw from
             return None
+        raw = post.raw
         inv_var, const = torch.ones(vocab, dtype=torch.float64), -0.5 * (means**2).sum(1)
         scale = post.noise.diagonal()
         tau2, shares = token_tau2(raw, counts, scale.expand(vocab, r)), fit_share_prior(counts)
+    cols = raw.shape[1]
     m = max(SIM_FRAMES[0], min(SIM_FRAMES[1], SIM_CELLS // max(vocab, 1)))
     gen = torch.Generator().manual_seed(SIM_SEED)
     seen = (counts > 0)[:, None]
@@ -149,20 +183,21 @@ def class_shortfall(ref: "LdaReference | SpreadReference") -> float | None:
     values = []
     for _ in range(SIM_DRAWS):
         pi = draw_shares(shares, counts, gen)
-        s2 = ((b0 + post.ss / 2) / torch._standard_gamma(a0 + post.dof / 2, generator=gen) if spreads
-              else torch.ones(vocab, dtype=torch.float64))
-        noise = s2[:, None] * scale[None]  # [V, r] each token's noise variance per direction
+        s2 = prior.draw(gen) if spreads else torch.ones(vocab, dtype=torch.float64)
+        noise = s2[:, None] * scale[None]  # [V, cols] each token's noise variance per direction
         shrink = torch.where(seen, tau2 / (tau2 + noise / n_k), torch.zeros_like(raw))
-        var_mu = torch.where(seen, 1.0 / (1.0 / tau2 + n_k / noise), tau2.expand(vocab, r))
-        mu = raw * shrink + var_mu.sqrt() * torch.randn(vocab, r, generator=gen, dtype=torch.float64)
+        var_mu = torch.where(seen, 1.0 / (1.0 / tau2 + n_k / noise), tau2.expand(vocab, cols))
+        mu = raw * shrink + var_mu.sqrt() * torch.randn(vocab, cols, generator=gen, dtype=torch.float64)
         k = torch.multinomial(pi, m, replacement=True, generator=gen)
-        eps = torch.randn(m, r, generator=gen, dtype=torch.float64)
+        eps = torch.randn(m, cols, generator=gen, dtype=torch.float64)
         if spreads:
             z = mu[k] + s2[k].sqrt()[:, None] * eps
-            rest = 2 * s2[k] * torch._standard_gamma(torch.full((m,), (d - r) / 2, dtype=torch.float64),
-                                                     generator=gen)
-            sq = (z**2).sum(1) + rest
+            sq = (z**2).sum(1)
+            if d > cols:
+                sq += 2 * s2[k] * torch._standard_gamma(torch.full((m,), (d - cols) / 2, dtype=torch.float64),
+                                                        generator=gen)
             true_logits = _logits(z, sq, mu, 1.0 / s2, -0.5 * (mu**2).sum(1) / s2 - 0.5 * d * s2.log(), pi.log())
+            z = z[:, :r]  # what the critic sees of the frame besides its norm
         else:
             z, sq = mu[k] + eps @ chol.T, torch.zeros(m, dtype=torch.float64)
             # the truth in coordinates where its noise is white: z' = L^-1 z, frames mu'_k + eps

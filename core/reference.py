@@ -707,18 +707,23 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
             m_u = (m.float() @ u.float()).double()
             lda = LdaReference(side, m_u * shrink, log_prior, proj, proj @ mean, ridge, rule, scaled)
             # the whitened frames' noise in the kept directions: the identity only where the whitening is exact
-            lda.posterior = ClassPosterior(counts, m_u, tau2, noise=(u * (lam * t**2)[:, None]).T @ u)
+            lda.posterior = ClassPosterior(counts, m_u, noise=(u * (lam * t**2)[:, None]).T @ u)
             out.append(lda)
             if ridge == SPREAD_RIDGE and not scaled:
-                out += _fit_spreads(side, tokens, frames_v * t, w, u, m_u, tau2, counts, log_prior, mean, scale, rule)
+                # the spreads' posterior lives in every direction: the means in the dropped ones too
+                rest = (m.float() @ u_all[:, ~keep].float()).double()
+                out += _fit_spreads(side, tokens, frames_v * t, w, u, m_u, tau2, counts, log_prior, mean, scale, rule,
+                                    rest, m)
     return out
 
 
 def _fit_spreads(side: str, tokens: torch.Tensor, zw: torch.Tensor, w: torch.Tensor, u: torch.Tensor,
                  raw_means: torch.Tensor, tau2: torch.Tensor, counts: torch.Tensor, log_prior: torch.Tensor,
-                 mean: torch.Tensor, scale: torch.Tensor, rule: str) -> list[ReferenceCritic]:
+                 mean: torch.Tensor, scale: torch.Tensor, rule: str, rest: torch.Tensor,
+                 full_means: torch.Tensor) -> list[ReferenceCritic]:
     """Class-spread candidates beside one LDA fit (``zw``: its whitened frames, ``w``: its whitening, ``u``: its
-    directions, all in one basis of the whitened space): each token's own scatter about its shrunk mean.
+    directions, all in one basis of the whitened space; ``rest``: the means in the directions it dropped,
+    ``full_means``: in all of them): each token's own scatter about its shrunk mean.
 
     A class mean of n_k frames at spread s_k^2 is noisy by s_k^2 / n_k, so it is shrunk by
     tau^2 / (tau^2 + s_k^2 / n_k): a wide rare class is pulled further towards the grand mean.
@@ -731,6 +736,10 @@ def _fit_spreads(side: str, tokens: torch.Tensor, zw: torch.Tensor, w: torch.Ten
     d, r = zw.shape[1], u.shape[1]
     dof = (counts * d - r * (counts > 0)).clamp_min(0)
     pooled = float(ss.sum() / dof.sum().clamp_min(1))
+    # the posterior's spreads: the scatter about each token's own mean in all d directions, (n_k - 1) d dof
+    resid_full = zw - full_means.float()[tokens].double()
+    ss_full = torch.zeros_like(ss).index_add_(0, tokens, (resid_full**2).sum(1))
+    posterior = ClassPosterior(counts, raw_means, rest=rest, ss=ss_full, dof=(counts - 1).clamp_min(0) * d)
     out: list[ReferenceCritic] = []
     proj = (w.float() @ u.float()).double().T / scale
     full = w.T / scale
@@ -739,7 +748,7 @@ def _fit_spreads(side: str, tokens: torch.Tensor, zw: torch.Tensor, w: torch.Ten
         var = (ss + pseudo * d * pooled) / (dof + pseudo * d)
         own = raw_means * torch.where(counts[:, None] > 0, tau2 / (tau2 + var[:, None] / n_k), torch.zeros_like(raw_means))
         ref = SpreadReference(side, own, var, log_prior, proj, proj @ mean, full, full @ mean, pseudo, rule)
-        ref.posterior = ClassPosterior(counts, raw_means, tau2, ss=ss, dof=dof)
+        ref.posterior = posterior
         out.append(ref)
     return out
 
