@@ -17,7 +17,7 @@ Target: within 5% of the truth, or 0.03 nats when the truth is below 0.6, in und
 Beyond the Gaussian, table and mixture tasks: heavy tails (Student-t pairs, and a Gaussian signal in
 Student-t noise, which is not elliptical: I = h(Y) - h(noise) by Monte Carlo), invertible warps of
 Gaussian pairs (cube, tanh, exp: I unchanged), Zipf-distributed tokens through a noisy channel over
-512 symbols (and through one that maps them to a permutation of the other stream's tokens), tokens against a float stream with a spread per token (256 tokens, 32 dims), tokens
+512 symbols (and through one that maps them to a permutation of the other stream's tokens), tokens against a float stream with a spread per token (256 tokens, 32 dims) or per token and dimension (64 tokens, 8 dims), tokens
 against a float stream with heavy-tailed noise (Student-t of 3 and 2 degrees of freedom, independent
 per dimension: I by Monte Carlo with the exact density), four
 codebooks of 16 (and of 256) tokens, each driving its own block of a 16-dim (32-dim) float stream,
@@ -32,7 +32,7 @@ of marginals) as the estimate, so its distance from the truth is test-sample noi
 critic can remove; "best fitted" is the bound of the right parametric family fitted on the same
 training frames (the Gaussian maximum-likelihood critic; the table with Bayes add-alpha smoothing
 at the alpha that generated it; the mixture's class means, pooled sigma and label frequencies; for
-the mixture with a spread per token, the Bayes posterior predictive given the generating
+the mixtures with a spread per token (or per token and dimension), the Bayes posterior predictive given the generating
 hyperparameters; for the t-noise classes, the class means and the noise scale by EM at the generating
 degrees of freedom; for the token channels, the channel's keep probability, and for the permuted channel and the
 codebook pairs each row's most frequent token too): what a critic that knew the model's form could reach from that
@@ -152,6 +152,15 @@ def fitted_critic(name: str, x: np.ndarray, y: np.ndarray, true_critic: Any = No
     if name.startswith("hetero"):
         vocab = int(name.split("v=")[1].split()[0])
         return _posterior_classes(x, y, vocab, true_critic.sig)
+    if name.startswith("shaped"):
+        # the Bayes posterior predictive given the generating mean scale and spreads, as for the hetero mixture
+        vocab = int(name.split("v=")[1].split()[0])
+        counts = np.bincount(x, minlength=vocab).astype(np.float64)
+        sums = np.zeros((vocab, y.shape[1]))
+        np.add.at(sums, x, y.astype(np.float64))
+        prec = counts[:, None] / true_critic.sd**2 + 1 / SHAPED_MEAN_SCALE**2
+        return shaped_critic((sums / true_critic.sd**2) / prec, np.sqrt(true_critic.sd**2 + 1 / prec),
+                             (counts + 0.5) / (counts.sum() + 0.5 * vocab))
     if name.startswith("corpus"):
         # knows A and sigma; estimates the 1,024 means in the subspace and the token frequencies
         zy = y.astype(np.float64) @ true_critic.a
@@ -403,6 +412,7 @@ def _channel(px: np.ndarray, keep: float, noise: str) -> np.ndarray:
 
 
 HETERO_MEAN_SCALE = 0.3
+SHAPED_MEAN_SCALE = 0.6
 
 
 def zipf_channel(vocab: int, keep: float, seed: int, noise: str = "uniform") -> Task:
@@ -461,6 +471,37 @@ def hetero_mixture(vocab: int, dim: int, seed: int) -> Task:
     lab = rng.choice(vocab, size=N, p=prior)
     y = mu[lab] + sig[lab, None] * rng.standard_normal((N, dim))
     return lab, y.astype(np.float32), _mixture_truth(mu, sig, prior, rng), hetero_critic(mu, sig, prior)
+
+
+class shaped_critic(_ClassCritic):  # noqa: N801 - used like the other critic factories
+    """log p(y | k) - log sum_j prior_j p(y | j) for Gaussian classes with a spread per class and dimension."""
+
+    def __init__(self, mu: np.ndarray, sd: np.ndarray, prior: np.ndarray) -> None:
+        self.mu, self.sd, self.lp = mu, sd, np.log(prior)
+
+    def _ll(self, y: np.ndarray) -> np.ndarray:
+        inv = 1.0 / self.sd**2  # [K, d]
+        y = y.astype(np.float64)
+        quad = (y**2) @ inv.T - 2 * y @ (self.mu * inv).T + (self.mu**2 * inv).sum(1)[None]
+        return -0.5 * quad - np.log(self.sd).sum(1)[None]  # [n_y, K]
+
+
+def shaped_mixture(vocab: int, dim: int, seed: int) -> Task:
+    """Zipf-ish labels, y = mu[label] + sd[label] * noise with a spread per label and dimension (log-uniform
+    over 0.3-1.5): classes that differ in shape, not only in place and size; I by Monte Carlo."""
+    rng = np.random.default_rng(seed)
+    mu = rng.standard_normal((vocab, dim)) * SHAPED_MEAN_SCALE
+    sd = np.exp(rng.uniform(np.log(0.3), np.log(1.5), (vocab, dim)))
+    prior = 1.0 / np.arange(1, vocab + 1) ** 0.8
+    prior /= prior.sum()
+    crit = shaped_critic(mu, sd, prior)
+    draws = []
+    for _ in range(20):
+        lab_m = rng.choice(vocab, size=5_000, p=prior)
+        draws.append(crit.pmi(lab_m, mu[lab_m] + sd[lab_m] * rng.standard_normal((5_000, dim))))
+    lab = rng.choice(vocab, size=N, p=prior)
+    y = mu[lab] + sd[lab] * rng.standard_normal((N, dim))
+    return lab, y.astype(np.float32), float(np.concatenate(draws).mean()), crit
 
 
 def corpus_shape(seed: int) -> Task:
@@ -683,6 +724,7 @@ TASKS: list[tuple[str, Callable[[int], Task]]] = [
     ("permuted channel v=512", lambda s: permuted_channel(512, 0.55, s)),
     ("hetero mixture v=256 d=32", lambda s: hetero_mixture(256, 32, s)),
     ("hetero mixture v=1024 d=16", lambda s: hetero_mixture(1024, 16, s)),
+    ("shaped mixture v=64 d=8", lambda s: shaped_mixture(64, 8, s)),
     ("mixture v=2048 d=8", lambda s: large_mixture(2048, 8, 0.0, s)),
     ("t-noise mixture v=64 d=8 nu=3", lambda s: t_noise_mixture(64, 8, 3.0, 0.8, s)),
     ("t-noise mixture v=256 d=16 nu=2", lambda s: t_noise_mixture(256, 16, 2.0, 1.0, s)),
@@ -713,6 +755,7 @@ VARIANTS: list[tuple[str, Callable[[int], Task]]] = [
     ("hetero mixture v=256 d=64", lambda s: hetero_mixture(256, 64, s)),
     ("t-noise mixture v=512 d=16 nu=3", lambda s: t_noise_mixture(512, 16, 3.0, 0.8, s)),
     ("hetero mixture v=4096 d=24", lambda s: hetero_mixture(4096, 24, s)),
+    ("shaped mixture v=256 d=16", lambda s: shaped_mixture(256, 16, s)),
     ("mixture v=6561 d=16 zipf", lambda s: large_mixture(6561, 16, 1.0, s)),
     ("codebooks 8x16 d=16", lambda s: codebooks(8, 16, 2, s)),
     ("codebooks 2x1024 d=16", lambda s: codebooks(2, 1024, 8, s)),

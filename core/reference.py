@@ -16,6 +16,8 @@ likelihood (with a little regularisation):
   recovers too little of it.
 - ``student-t classes`` (student_classes.py, beside ``lda``): the same classes with independent
   Student-t noise per dimension, for heavy-tailed features.
+- ``diag classes`` (diag_classes.py, beside ``lda``): the same classes with a Gaussian spread per token and
+  dimension, for classes that differ in shape.
 - ``additive`` (several tokens per frame against a float stream): each token adds a mean vector,
   shrunk by pseudo-frames or per direction of the means' scatter.
 - ``table`` (tokens on both sides): the add-alpha smoothed joint table, each conditional table
@@ -76,7 +78,7 @@ SPREAD_RIDGE = 1e-3  # the class-spread candidates reuse the LDA fit at this rid
 SPREAD_PSEUDO_FRAMES = (0.5, 3.0)
 
 
-def _standardise(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def standardise(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """float32 frames scaled to zero mean and unit variance (the statistics in float64)."""
     var, mean = torch.var_mean(f.double(), 0)
     scale = var.sqrt().clamp_min(1e-8)
@@ -591,14 +593,17 @@ def fit_references(kind: str, train: FrameBank, cx: int, cy: int, spec_x: Stream
         if spec_x.kind == "index":
             return _fit_additive("x", x.reshape(x.shape[0], -1), fy, int(spec_x.vocab_size or 0))
         return _fit_additive("y", y.reshape(y.shape[0], -1), fx, int(spec_y.vocab_size or 0))
-    from .student_classes import fit_student_classes  # builds on this module's ReferenceCritic
+    from .diag_classes import fit_diag_classes  # both build on this module's ReferenceCritic
+    from .student_classes import fit_student_classes
 
     side, tokens, f = ("x", x, fy) if spec_x.kind == "index" else ("y", y, fx)
     vocab = int((spec_x if side == "x" else spec_y).vocab_size or 0)
     t_recipe = recipe is not None and recipe.startswith("t classes")
-    lda = [] if t_recipe else _fit_lda(side, tokens.reshape(-1), f, vocab)
+    diag_recipe = recipe is not None and recipe.startswith("diag classes")
+    lda = [] if t_recipe or diag_recipe else _fit_lda(side, tokens.reshape(-1), f, vocab)
     t_classes = fit_student_classes(side, tokens.reshape(-1), f, vocab) if recipe is None or t_recipe else []
-    return lda + t_classes
+    diag = fit_diag_classes(side, tokens.reshape(-1), f, vocab) if recipe is None or diag_recipe else []
+    return lda + t_classes + diag
 
 
 def shrunk_correlations(rho: torch.Tensor, n: int, dx: int, dy: int) -> list[tuple[torch.Tensor, str]]:
@@ -630,8 +635,8 @@ def shrunk_correlations(rho: torch.Tensor, n: int, dx: int, dy: int) -> list[tup
 
 def fit_gaussian(fx: torch.Tensor, fy: torch.Tensor) -> list[ReferenceCritic]:
     """Gaussian (CCA) reference candidates, per ridge and correlation shrinkage, on float frames ``[N, Dx]`` and ``[N, Dy]``."""
-    zx, mx, sx = _standardise(fx)
-    zy, my, sy = _standardise(fy)
+    zx, mx, sx = standardise(fx)
+    zy, my, sy = standardise(fy)
     n = zx.shape[0]
     # D x D products in float32 (several times faster), accumulated into float64 for the eigensolver.
     cxx, cyy, cxy = ((a.T @ b).double() / n for a, b in ((zx, zx), (zy, zy), (zx, zy)))
@@ -649,7 +654,7 @@ def fit_gaussian(fx: torch.Tensor, fy: torch.Tensor) -> list[ReferenceCritic]:
 
 
 def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> list[ReferenceCritic]:
-    z, mean, scale = _standardise(f)
+    z, mean, scale = standardise(f)
     n, d = z.shape
     counts = torch.bincount(tokens, minlength=vocab).double()
     sums = torch.zeros(vocab, d, dtype=torch.float64).index_add_(0, tokens, z.double())
@@ -755,7 +760,7 @@ def _fit_spreads(side: str, tokens: torch.Tensor, zw: torch.Tensor, w: torch.Ten
 
 def _fit_additive(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int, sweeps: int = 4) -> list[ReferenceCritic]:
     """Per-position mean tables by backfitting (shrunk class means of the partial residual), then whitening."""
-    z, mean, scale = _standardise(f)
+    z, mean, scale = standardise(f)
     z = z.double()
     n, j = tokens.shape
     counts = torch.stack([torch.bincount(tokens[:, i], minlength=vocab) for i in range(j)]).double()  # [J, V]
