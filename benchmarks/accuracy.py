@@ -20,7 +20,8 @@ Gaussian pairs (cube, tanh, exp: I unchanged), Zipf-distributed tokens through a
 512 symbols (and through one that maps them to a permutation of the other stream's tokens), tokens against a float stream with a spread per token (256 tokens, 32 dims) or per token and dimension (64 tokens, 8 dims), tokens
 against a float stream with heavy-tailed noise (Student-t of 3 and 2 degrees of freedom, independent
 per dimension: I by Monte Carlo with the exact density), four
-codebooks of 16 (and of 256) tokens, each driving its own block of a 16-dim (32-dim) float stream,
+codebooks of 16 (and of 256) tokens, each driving its own block of a 16-dim (32-dim) float stream, two
+codebooks of 16 tokens whose tuple (not a sum over codebooks) sets the mean of an 8-dim stream,
 pairs of codebook tokens whose tuple fixes a token of a 64-symbol stream through a noisy channel, the
 original pipeline's corpus shape at 10,000 frames, and two serially correlated series given as one long array (AR(1)
 Gaussians with AR(1) noise; a sticky Markov chain of Zipf tokens through a noisy channel), which the
@@ -552,6 +553,23 @@ def codebooks(n_books: int, vocab: int, dim_per: int, seed: int) -> Task:
     return np.stack(toks, 1), np.concatenate(blocks, 1).astype(np.float32), truth, scores
 
 
+def interacting_codebooks(books: int, vocab: int, dim: int, seed: int) -> Task:
+    """[N, C] uniform tokens, y = M[tuple] + unit Gaussian noise with a mean per token tuple (no sum over
+    codebooks): I by Monte Carlo with the exact mixture density."""
+    rng = np.random.default_rng(seed)
+    tuples = vocab**books
+    means = rng.standard_normal((tuples, dim)) * 0.7
+    place = vocab ** np.arange(books)
+    sig, prior = np.ones(tuples), np.full(tuples, 1.0 / tuples)
+    crit = hetero_critic(means, sig, prior)
+    x = rng.integers(0, vocab, (N, books))
+    y = means[x @ place] + rng.standard_normal((N, dim))
+
+    def scores(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        return crit(xs @ place, ys)
+    return x, y.astype(np.float32), _mixture_truth(means, sig, prior, rng), scores
+
+
 def codebook_channel(books: int, vocab: int, vocab_y: int, keep: float, seed: int) -> Task:
     """[N, C] uniform tokens; y is a fixed random function of the tuple with probability keep, else uniform:
     I exact from the channel table."""
@@ -730,6 +748,7 @@ TASKS: list[tuple[str, Callable[[int], Task]]] = [
     ("t-noise mixture v=256 d=16 nu=2", lambda s: t_noise_mixture(256, 16, 2.0, 1.0, s)),
     ("codebooks 4x16 d=16", lambda s: codebooks(4, 16, 4, s)),
     ("codebooks 4x256 d=32", lambda s: codebooks(4, 256, 8, s)),
+    ("interacting codebooks 2x16 d=8", lambda s: interacting_codebooks(2, 16, 8, s)),
     ("codebook pairs 16x16 to tokens 64", lambda s: codebook_channel(2, 16, 64, 0.7, s)),
     ("corpus shape v=1024 d=513", corpus_shape),
     ("serial gauss d=4 phi=0.95", lambda s: serial_gaussian(4, 1.0, 0.95, s)),
