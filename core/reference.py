@@ -17,7 +17,9 @@ likelihood (with a little regularisation):
 - ``student-t classes`` (student_classes.py, beside ``lda``): the same classes with independent
   Student-t noise per dimension, for heavy-tailed features.
 - ``diag classes`` (diag_classes.py, beside ``lda``): the same classes with a Gaussian spread per token and
-  dimension, for classes that differ in shape.
+  dimension, for classes that differ in shape. Where a dimension's marginal is far from Gaussian, copula.py
+  fits these classes on each dimension's normal scores too; for several tokens per frame, the classes over
+  the token tuples seen in training (``TupleClassReference``) sit beside ``additive``.
 - ``additive`` (several tokens per frame against a float stream): each token adds a mean vector,
   shrunk by pseudo-frames or per direction of the means' scatter.
 - ``table`` (tokens on both sides): the add-alpha smoothed joint table, each conditional table
@@ -601,20 +603,26 @@ def fit_references(kind: str, train: FrameBank, cx: int, cy: int, spec_x: Stream
         if recipe is not None and not tuples:
             return additive
         return additive + _fit_tuple_classes(side, tokens, f, vocab, recipe[len(TUPLE_RECIPE):] if tuples else None)
-    return _fit_classes(side, tokens.reshape(-1), f, vocab, recipe)
+    from .copula import CLASS_COPULA_RECIPE, fit_class_copulas  # copula.py builds on this module
+
+    tokens = tokens.reshape(-1)
+    if recipe is not None and recipe.startswith(CLASS_COPULA_RECIPE):
+        return fit_class_copulas(side, tokens, f, vocab, recipe[len(CLASS_COPULA_RECIPE):])
+    return _fit_classes(side, tokens, f, vocab, recipe) + (fit_class_copulas(side, tokens, f, vocab, None)
+                                                           if recipe is None else [])
 
 
 def _fit_classes(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int,
-                 recipe: str | None) -> list[ReferenceCritic]:
+                 recipe: str | None, student: bool = True) -> list[ReferenceCritic]:
     """The class candidates for single tokens ``[N]`` against frames ``[N, D]``: LDA and the class spreads,
-    the t classes, the diagonal classes (with ``recipe``, only its family)."""
+    the t classes (with ``student``), the diagonal classes (with ``recipe``, only its family)."""
     from .diag_classes import fit_diag_classes  # both build on this module's ReferenceCritic
     from .student_classes import fit_student_classes
 
     t_recipe = recipe is not None and recipe.startswith("t classes")
     diag_recipe = recipe is not None and recipe.startswith("diag classes")
     lda = [] if t_recipe or diag_recipe else _fit_lda(side, tokens, f, vocab)
-    t_classes = fit_student_classes(side, tokens, f, vocab) if recipe is None or t_recipe else []
+    t_classes = fit_student_classes(side, tokens, f, vocab) if student and (recipe is None or t_recipe) else []
     diag = fit_diag_classes(side, tokens, f, vocab) if recipe is None or diag_recipe else []
     return lda + t_classes + diag
 
