@@ -17,7 +17,7 @@ Target: within 5% of the truth, or 0.03 nats when the truth is below 0.6, in und
 Beyond the Gaussian, table and mixture tasks: heavy tails (Student-t pairs, and a Gaussian signal in
 Student-t noise, which is not elliptical: I = h(Y) - h(noise) by Monte Carlo), invertible warps of
 Gaussian pairs (cube, tanh, exp: I unchanged), Zipf-distributed tokens through a noisy channel over
-512 symbols (and through one that maps them to a permutation of the other stream's tokens), tokens against a float stream with a spread per token (256 tokens, 32 dims) or per token and dimension (64 tokens, 8 dims), tokens
+512 symbols (and through one that maps them to a permutation of the other stream's tokens), tokens against a float stream with a spread per token (256 tokens, 32 dims) or per token and dimension (64 tokens, 8 dims), tokens against a float stream warped by tanh (64 tokens, 8 dims), tokens
 against a float stream with heavy-tailed noise (Student-t of 3 and 2 degrees of freedom, independent
 per dimension: I by Monte Carlo with the exact density), four
 codebooks of 16 (and of 256) tokens, each driving its own block of a 16-dim (32-dim) float stream, two
@@ -505,6 +505,29 @@ def shaped_mixture(vocab: int, dim: int, seed: int) -> Task:
     return lab, y.astype(np.float32), float(np.concatenate(draws).mean()), crit
 
 
+def warped_mixture(vocab: int, dim: int, seed: int) -> Task:
+    """Zipf-ish labels, z = mu[label] + 0.5 noise, y = tanh(2 z): Gaussian classes behind a saturating warp of
+    each dimension (values piled up near +-1, light-tailed); I of the unwarped classes, by Monte Carlo."""
+    rng = np.random.default_rng(seed)
+    mu = rng.standard_normal((vocab, dim)) * 0.5
+    sig = np.full(vocab, 0.5)
+    prior = 1.0 / np.arange(1, vocab + 1) ** 0.8
+    prior /= prior.sum()
+    lab = rng.choice(vocab, size=N, p=prior)
+    y = np.tanh(2 * (mu[lab] + 0.5 * rng.standard_normal((N, dim))))
+    return lab, y.astype(np.float32), _mixture_truth(mu, sig, prior, rng), _unwarped(hetero_critic(mu, sig, prior))
+
+
+class _unwarped:  # noqa: N801 - used like the other critic factories
+    """A class critic applied to arctanh(y) / 2, the frames before the warp."""
+
+    def __init__(self, inner: hetero_critic) -> None:
+        self.inner = inner
+
+    def __call__(self, lab: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return self.inner(lab, np.arctanh(np.clip(y.astype(np.float64), -1 + 1e-7, 1 - 1e-7)) / 2)
+
+
 def corpus_shape(seed: int) -> Task:
     """Frames of benchmarks/synthetic.py's corpus: 1,024 Zipf tokens, y = A z_k + sigma e in 513 dims.
 
@@ -743,6 +766,7 @@ TASKS: list[tuple[str, Callable[[int], Task]]] = [
     ("hetero mixture v=256 d=32", lambda s: hetero_mixture(256, 32, s)),
     ("hetero mixture v=1024 d=16", lambda s: hetero_mixture(1024, 16, s)),
     ("shaped mixture v=64 d=8", lambda s: shaped_mixture(64, 8, s)),
+    ("tanh-warped mixture v=64 d=8", lambda s: warped_mixture(64, 8, s)),
     ("mixture v=2048 d=8", lambda s: large_mixture(2048, 8, 0.0, s)),
     ("t-noise mixture v=64 d=8 nu=3", lambda s: t_noise_mixture(64, 8, 3.0, 0.8, s)),
     ("t-noise mixture v=256 d=16 nu=2", lambda s: t_noise_mixture(256, 16, 2.0, 1.0, s)),
