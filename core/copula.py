@@ -257,8 +257,11 @@ def fit_class_copulas(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: i
         return []
     cdf = EmpiricalCdf.fit(f[:CDF_FIT_ROWS])
     z = cdf(f)
-    std = (f - f.mean(0)) / f.std(0).clamp_min(1e-12)
+    spread = f.std(0)
+    std = (f - f.mean(0)) / spread.clamp_min(1e-12)
     corr = (std * (z - z.mean(0))).mean(0) / z.std(0).clamp_min(1e-12)
+    # a constant dimension has no marginal to warp: it does not open the gate
+    corr = torch.where(spread > 1e-12, corr, torch.ones_like(corr))
     if float(corr.min()) >= CLASS_COPULA_GATE:
         return []
     if recipe is not None and recipe.startswith("t classes"):

@@ -171,3 +171,6 @@ def test_no_class_copulas_where_the_marginals_are_near_gaussian():
     lab = rng.integers(0, 16, 5000)
     y = rng.standard_normal((16, 4))[lab] * 0.5 + rng.standard_normal((5000, 4))  # a Gaussian mixture
     assert fit_class_copulas("x", torch.as_tensor(lab), torch.as_tensor(y, dtype=torch.float32), 16, None) == []
+    # nor where one dimension is constant (a silent band): it has no marginal to warp
+    y[:, 0] = 1.5
+    assert fit_class_copulas("x", torch.as_tensor(lab), torch.as_tensor(y, dtype=torch.float32), 16, None) == []
