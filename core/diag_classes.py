@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .reference import ReferenceCritic, standardise
+from .reference import ReferenceCritic, TokenFrameCritic, standardise
 
 #: pseudo-frames at the token's level per variance: few (shapes that differ a lot), many (nearly round)
 DIAG_PSEUDO_FRAMES = (1.0, 8.0)
@@ -29,8 +29,9 @@ LEVEL_PSEUDO_FRAMES = 1.0
 MAX_DIAG_WIDTH = 64
 
 
-class DiagClassReference(ReferenceCritic):
-    """Gaussian classes with a variance per token and dimension, on standardised frames."""
+class DiagClassReference(TokenFrameCritic):
+    """Gaussian classes with a variance per token and dimension, on standardised frames: each side encodes to
+    ``[N, 2 d + 1]``."""
 
     def __init__(self, token_side: str, means: torch.Tensor, var: torch.Tensor, log_prior: torch.Tensor,
                  center: torch.Tensor, scale: torch.Tensor, pseudo: float) -> None:
@@ -63,17 +64,6 @@ class DiagClassReference(ReferenceCritic):
         feats = torch.cat([z, z * z], 1)
         logits = feats @ torch.cat([self.lin, self.quad], 1).T + self.const + self.log_prior
         return torch.cat([feats, -torch.logsumexp(logits, 1, keepdim=True)], 1)
-
-    def encode_x(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, 2 d + 1]``: the token's terms, or the frame's."""
-        return self._tokens(x) if self.token_side == "x" else self._floats(x)
-
-    def encode_y(self, y: torch.Tensor) -> torch.Tensor:
-        """``[N, 2 d + 1]``, as encode_x."""
-        return self._tokens(y) if self.token_side == "y" else self._floats(y)
-
-    def _t(self, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
-        return (ex[..., :-1] * ey[..., :-1]).sum(-1) + ex[..., -1] + ey[..., -1]
 
 
 def fit_diag_classes(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> list[ReferenceCritic]:

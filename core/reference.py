@@ -137,7 +137,31 @@ class ReferenceCritic(nn.Module):
         return self._t(ax, ay), self._t(ax.unsqueeze(1), pool[neg])
 
 
-class ClassPosteriorCritic(ReferenceCritic):
+class TokenFrameCritic(ReferenceCritic):
+    """A class critic whose token side encodes to its class's terms (``_tokens``) and float side to the frame's
+    (``_floats``): T is their dot product plus each side's last term (a per-token and a per-frame constant)."""
+
+    token_side: str
+
+    def _tokens(self, idx: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _floats(self, f: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_x(self, x: torch.Tensor) -> torch.Tensor:
+        """The token's terms, or the frame's."""
+        return self._tokens(x) if self.token_side == "x" else self._floats(x)
+
+    def encode_y(self, y: torch.Tensor) -> torch.Tensor:
+        """The token's terms, or the frame's, as encode_x."""
+        return self._tokens(y) if self.token_side == "y" else self._floats(y)
+
+    def _t(self, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
+        return (ex[..., :-1] * ey[..., :-1]).sum(-1) + ex[..., -1] + ey[..., -1]
+
+
+class ClassPosteriorCritic(TokenFrameCritic):
     """A Gaussian class critic (LDA's classes, or a spread each) that reports its posterior's expected shortfall
     from the fit's statistics (class_posterior.py); none where the fit left none (the additive reference)."""
 
@@ -233,17 +257,6 @@ class LdaReference(ClassPosteriorCritic):
         logits = z @ self.means.T - 0.5 * (self.means**2).sum(1) + self.log_prior
         return torch.cat([z, -torch.logsumexp(logits, 1, keepdim=True)], 1)
 
-    def encode_x(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, r + 1]``: the class mean and its term, or the whitened frame and its normaliser."""
-        return self._tokens(x) if self.token_side == "x" else self._floats(x)
-
-    def encode_y(self, y: torch.Tensor) -> torch.Tensor:
-        """``[N, r + 1]``, as encode_x."""
-        return self._tokens(y) if self.token_side == "y" else self._floats(y)
-
-    def _t(self, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
-        return (ex[..., :-1] * ey[..., :-1]).sum(-1) + ex[..., -1] + ey[..., -1]
-
 
 class SpreadReference(ClassPosteriorCritic):
     """Gaussian classes with a spread of their own: token k's frames scatter by s_k^2 in LDA's whitened space.
@@ -291,14 +304,6 @@ class SpreadReference(ClassPosteriorCritic):
         logits = (z @ (self.means * self.inv_var[:, None]).T - 0.5 * sq * self.inv_var + self.const
                   + self.log_prior)
         return torch.cat([z, sq, -torch.logsumexp(logits, 1, keepdim=True)], 1)
-
-    def encode_x(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, r + 2]``: the token's terms, or the frame's."""
-        return self._tokens(x) if self.token_side == "x" else self._floats(x)
-
-    def encode_y(self, y: torch.Tensor) -> torch.Tensor:
-        """``[N, r + 2]``, as encode_x."""
-        return self._tokens(y) if self.token_side == "y" else self._floats(y)
 
     def _t(self, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
         return (ex[..., :-2] * ey[..., :-2]).sum(-1) + ex[..., -2] * ey[..., -2] + ex[..., -1] + ey[..., -1]
@@ -749,6 +754,11 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
         t = spectrum.clamp_min(1e-12).rsqrt()
         w = vecs * t                                      # [D, d]: standardised frame -> whitened (eigenbasis)
         m = means_v * t                                   # whitened class means [V, d], within-class noise ~ I
+        spreads = ridge == SPREAD_RIDGE and not scaled
+        if spreads:
+            # the spreads' posterior: each token's scatter about its own mean in all d directions, whatever a rule keeps
+            ss_full = torch.zeros(vocab, dtype=torch.float64).index_add_(
+                0, tokens, ((frames_v * t - m.float()[tokens].double()) ** 2).sum(1))
         # Empirical Bayes per discriminant direction: a sample mean of n_k frames carries noise of
         # variance 1/n_k, which adds seen/n to the frequency-weighted between-class scatter. Keep the
         # directions whose scatter exceeds that floor (tau^2 > 0) and shrink each class mean towards
@@ -785,21 +795,22 @@ def _fit_lda(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> li
             # the whitened frames' noise in the kept directions: the identity only where the whitening is exact
             lda.posterior = ClassPosterior(counts, m_u, noise=(u * (lam * t**2)[:, None]).T @ u)
             out.append(lda)
-            if ridge == SPREAD_RIDGE and not scaled:
+            if spreads:
                 # the spreads' posterior lives in every direction: the means in the dropped ones too
                 rest = (m.float() @ u_all[:, ~keep].float()).double()
                 out += _fit_spreads(side, tokens, frames_v * t, w, u, m_u, tau2, counts, log_prior, mean, scale, rule,
-                                    rest, m)
+                                    rest, ss_full)
     return out
 
 
 def _fit_spreads(side: str, tokens: torch.Tensor, zw: torch.Tensor, w: torch.Tensor, u: torch.Tensor,
                  raw_means: torch.Tensor, tau2: torch.Tensor, counts: torch.Tensor, log_prior: torch.Tensor,
                  mean: torch.Tensor, scale: torch.Tensor, rule: str, rest: torch.Tensor,
-                 full_means: torch.Tensor) -> list[ReferenceCritic]:
+                 ss_full: torch.Tensor) -> list[ReferenceCritic]:
     """Class-spread candidates beside one LDA fit (``zw``: its whitened frames, ``w``: its whitening, ``u``: its
     directions, all in one basis of the whitened space; ``rest``: the means in the directions it dropped,
-    ``full_means``: in all of them): each token's own scatter about its shrunk mean.
+    ``ss_full``: each token's scatter about its own mean in all of them): each token's own scatter about its
+    shrunk mean.
 
     A class mean of n_k frames at spread s_k^2 is noisy by s_k^2 / n_k, so it is shrunk by
     tau^2 / (tau^2 + s_k^2 / n_k): a wide rare class is pulled further towards the grand mean.
@@ -813,8 +824,6 @@ def _fit_spreads(side: str, tokens: torch.Tensor, zw: torch.Tensor, w: torch.Ten
     dof = (counts * d - r * (counts > 0)).clamp_min(0)
     pooled = float(ss.sum() / dof.sum().clamp_min(1))
     # the posterior's spreads: the scatter about each token's own mean in all d directions, (n_k - 1) d dof
-    resid_full = zw - full_means.float()[tokens].double()
-    ss_full = torch.zeros_like(ss).index_add_(0, tokens, (resid_full**2).sum(1))
     posterior = ClassPosterior(counts, raw_means, rest=rest, ss=ss_full, dof=(counts - 1).clamp_min(0) * d)
     out: list[ReferenceCritic] = []
     proj = (w.float() @ u.float()).double().T / scale
