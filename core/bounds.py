@@ -18,6 +18,12 @@ def log_mean_exp(t: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(flat, dim=0) - math.log(flat.numel())
 
 
+def frame_log_mean_exp(t_marg: torch.Tensor) -> torch.Tensor:
+    """Each frame's log-mean-exp over its K marginal scores, ``[N, 1]``: for a bound that reads the marginal
+    scores only through their overall log-mean-exp, a resample of frames then costs N numbers, not N x K."""
+    return torch.logsumexp(t_marg, 1, keepdim=True) - math.log(t_marg.shape[1])
+
+
 def dv_bound(t_joint: torch.Tensor, t_marg: torch.Tensor) -> torch.Tensor:
     """Donsker-Varadhan: E_P[T] - log E_Q[e^T]."""
     return t_joint.mean() - log_mean_exp(t_marg)

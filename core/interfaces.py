@@ -226,6 +226,9 @@ class Estimator(Plugin):
 
     #: whether the value is a lower bound on I(X;Y) in expectation
     lower_bound: ClassVar[bool] = True
+    #: whether ``bound`` reads the marginal scores only through their log-mean-exp over all pairs (DV, NWJ): a
+    #: resample of frames may then pass each frame's log-mean-exp over its K scores, ``[N, 1]``, for ``t_marg``
+    marginal_log_mean_exp: ClassVar[bool] = False
 
     def __init__(self, params: Any = None) -> None:
         self.params = params if params is not None else self.Params()

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from . import bounds
 from .build import (AUTO_CLASSIFIER_VOCAB, AUTO_QUADRATIC_DIM, build_critic, build_head, classifier_side,
                     quadratic_rank, resolve_device)
 from .data import FrameBank, take_rows
@@ -569,12 +570,14 @@ class Trainer:
                 value = float(bound(tj, tm))
                 units = split_units(bank, tj)
                 boot = gen.get_state()
-                lo, hi, method = bootstrap_interval(bound, bank, tj, tm, self.cfg.bootstrap, gen, units)
+                # the resamples below read the bound hundreds of times: on each frame's log-mean-exp where it allows
+                tm_r, half_r = self._for_resamples(tm), [(j, self._for_resamples(m)) for j, m in half_scores]
+                lo, hi, method = bootstrap_interval(bound, bank, tj, tm_r, self.cfg.bootstrap, gen, units)
                 if halves:
                     again = torch.Generator()
                     again.set_state(boot)  # the same resamples as the held-out bound's interval
                     c_value, c_lo, c_hi, c_method, terms = corrected_estimate(
-                        bound, bank, [(tj, tm), *half_scores], [share for _, share in halves], (value, lo, hi),
+                        bound, bank, [(tj, tm_r), *half_r], [share for _, share in halves], (value, lo, hi),
                         self.cfg.bootstrap, again, units)
                     if all(math.isfinite(v) for v in (c_value, c_lo, c_hi)):
                         value, lo, hi, method, correction = c_value, c_lo, c_hi, c_method, terms
@@ -586,7 +589,7 @@ class Trainer:
                     value, lo, hi, correction = posterior_corrected(shortfall, (value, lo, hi), correction)
                     if "half_sample_bounds_nats" not in correction:
                         self.half_sample_note = None  # corrected all the same
-                p_value = permutation_p(bound, self.scorer, bank, tj, tm, n_perm, self.cx, self.cy, self.device,
+                p_value = permutation_p(bound, self.scorer, bank, tj, tm_r, n_perm, self.cx, self.cy, self.device,
                                         gen, units)
             # A generator of its own, so that the test-noise interval and the p-value are those of before.
             bias_gen = torch.Generator().manual_seed(self.cfg.seed + seed_offset + 100)
@@ -606,6 +609,10 @@ class Trainer:
                 "permutation_unit": units.describe() if n_perm else None,
                 "correlation_length_frames": units.correlation_length,
                 "n_frames": bank.n_frames, "n_utts": bank.n_utts, "n_marginal": int(tm.numel())}
+
+    def _for_resamples(self, tm: torch.Tensor) -> torch.Tensor:
+        """``tm`` as the resamples of frames read it: each frame's log-mean-exp where the bound allows that."""
+        return bounds.frame_log_mean_exp(tm) if self.estimator.marginal_log_mean_exp else tm
 
     def _posterior_shortfall(self) -> float | None:
         """The selected reference's expected shortfall under its model's posterior (a Dirichlet-smoothed table,

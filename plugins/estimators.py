@@ -21,6 +21,7 @@ class MINE(Estimator):
     """MINE (Belghazi et al. 2018): the Donsker-Varadhan bound trained with a bias-corrected gradient."""
 
     name = "mine"
+    marginal_log_mean_exp = True  # the bound is E_P[T] minus a function of log E_Q[e^T]
     summary = "MINE: Donsker-Varadhan bound with the moving-average gradient correction"
     Params = MineParams
 
@@ -41,6 +42,7 @@ class DV(Estimator):
     """The plain Donsker-Varadhan bound, trained on its own (biased) gradient."""
 
     name = "dv"
+    marginal_log_mean_exp = True  # the bound is E_P[T] minus a function of log E_Q[e^T]
     summary = "Donsker-Varadhan bound E_P[T] - log E_Q[e^T], plain gradient"
 
     def loss(self, t_joint: Any, t_marg: Any) -> tuple[Any, Any]:
@@ -59,6 +61,7 @@ class NWJ(Estimator):
     """Nguyen-Wainwright-Jordan bound: unbiased gradient, higher variance than DV."""
 
     name = "nwj"
+    marginal_log_mean_exp = True  # the bound is E_P[T] minus a function of log E_Q[e^T]
     summary = "NWJ (f-divergence) bound E_P[T] - E_Q[e^(T-1)]"
 
     def loss(self, t_joint: Any, t_marg: Any) -> tuple[Any, Any]:
@@ -133,6 +136,7 @@ class JS(Estimator):
     """
 
     name = "js"
+    marginal_log_mean_exp = True  # the bound is E_P[T] minus a function of log E_Q[e^T]
     summary = "Jensen-Shannon training (stable at high MI), reported as the Donsker-Varadhan lower bound"
 
     def loss(self, t_joint: Any, t_marg: Any) -> tuple[Any, Any]:
