@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from .reference import ReferenceCritic, TokenFrameCritic, standardise
+from .reference import ReferenceCritic, TokenFrameCritic, mixture_log_norm, standardise
 
 #: pseudo-frames at the token's level per variance: few (shapes that differ a lot), many (nearly round)
 DIAG_PSEUDO_FRAMES = (1.0, 8.0)
@@ -62,8 +62,8 @@ class DiagClassReference(TokenFrameCritic):
     def _floats(self, f: torch.Tensor) -> torch.Tensor:
         z = (f.reshape(f.shape[0], -1) - self.center) / self.scale
         feats = torch.cat([z, z * z], 1)
-        logits = feats @ torch.cat([self.lin, self.quad], 1).T + self.const + self.log_prior
-        return torch.cat([feats, -torch.logsumexp(logits, 1, keepdim=True)], 1)
+        weights = torch.cat([self.lin, self.quad], 1)
+        return torch.cat([feats, -mixture_log_norm(feats, weights.T, self.const + self.log_prior)], 1)
 
 
 def fit_diag_classes(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int) -> list[ReferenceCritic]:

