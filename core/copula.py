@@ -26,7 +26,7 @@ from scipy import special
 from torch import nn
 
 from .data import EmpiricalCdf
-from .reference import GaussianReference, ReferenceCritic, fit_gaussian
+from .reference import GaussianReference, MappedClassReference, ReferenceCritic, fit_gaussian
 
 # Per-side width up to which the copula is fitted: each dimension gets its own CDF histogram.
 MAX_COPULA_WIDTH = 512
@@ -203,14 +203,13 @@ def _em_correlation(q: torch.Tensor, nu: float, ridge: float = 1e-4) -> tuple[to
     return r, float((joint - marg).mean())
 
 
-class ClassCopulaReference(ReferenceCritic):
+class ClassCopulaReference(MappedClassReference):
     """A class reference (single tokens against floats) on the float side's normal scores."""
 
     def __init__(self, inner: ReferenceCritic, cdf: EmpiricalCdf) -> None:
-        super().__init__()
-        self.inner, self.cdf = inner, cdf
-        self.token_side = inner.token_side
-        self.extrapolates = inner.extrapolates
+        super().__init__(inner)
+        self.cdf = cdf
+        self.mapped_side = "y" if self.token_side == "x" else "x"
 
     def describe(self) -> str:
         """One line for summaries."""
@@ -226,16 +225,8 @@ class ClassCopulaReference(ReferenceCritic):
         inner = getattr(self.inner, "posterior_shortfall", None)
         return inner() if inner is not None else None
 
-    def encode_x(self, x: torch.Tensor) -> torch.Tensor:
-        """The inner classes' encoding of x (its normal scores on the float side)."""
-        return self.inner.encode_x(x if self.token_side == "x" else self.cdf(x.reshape(x.shape[0], -1)))
-
-    def encode_y(self, y: torch.Tensor) -> torch.Tensor:
-        """The inner classes' encoding of y, as encode_x."""
-        return self.inner.encode_y(y if self.token_side == "y" else self.cdf(y.reshape(y.shape[0], -1)))
-
-    def _t(self, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
-        return self.inner._t(ex, ey)
+    def _map(self, v: torch.Tensor) -> torch.Tensor:
+        return self.cdf(v.reshape(v.shape[0], -1))
 
 
 def fit_class_copulas(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: int,

@@ -662,17 +662,43 @@ def _fit_tuple_classes(side: str, tokens: torch.Tensor, f: torch.Tensor, vocab: 
             for ref in _fit_classes(side, rows, f, codes.numel() + 1, recipe)]
 
 
-class TupleClassReference(ReferenceCritic):
+class MappedClassReference(ReferenceCritic):
+    """A class reference fitted on one side's inputs mapped first (``_map``: token tuples to their classes,
+    frames to their normal scores): the inner critic scores the mapped side and the other side as given."""
+
+    mapped_side: str
+
+    def __init__(self, inner: ReferenceCritic) -> None:
+        super().__init__()
+        self.inner = inner
+        self.token_side = inner.token_side
+        self.extrapolates = inner.extrapolates
+
+    def _map(self, v: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_x(self, x: torch.Tensor) -> torch.Tensor:
+        """The inner classes' encoding of x (mapped when it is the mapped side)."""
+        return self.inner.encode_x(self._map(x) if self.mapped_side == "x" else x)
+
+    def encode_y(self, y: torch.Tensor) -> torch.Tensor:
+        """The inner classes' encoding of y, as encode_x."""
+        return self.inner.encode_y(self._map(y) if self.mapped_side == "y" else y)
+
+    def _t(self, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
+        return self.inner._t(ex, ey)
+
+
+class TupleClassReference(MappedClassReference):
     """A class reference whose classes are the token tuples seen in training: a frame's tuple maps to its class,
     an unseen tuple to one more class without frames. Its posterior is not reported: the unseen tuples share one
     class, which the classes' posterior does not describe (as the tuple tables')."""
 
     def __init__(self, inner: ReferenceCritic, codes: torch.Tensor, vocab: int) -> None:
-        super().__init__()
-        self.inner, self.vocab = inner, vocab
+        super().__init__(inner)
+        self.vocab = vocab
         self.register_buffer("codes", codes.long())  # [S] sorted codes of the seen tuples
-        self.token_side = inner.token_side
-        self.extrapolates = inner.extrapolates
+        self.mapped_side = self.token_side
 
     def describe(self) -> str:
         """One line for summaries."""
@@ -682,16 +708,8 @@ class TupleClassReference(ReferenceCritic):
         """The inner classes' recipe, marked as over tuples."""
         return TUPLE_RECIPE + self.inner.recipe()
 
-    def encode_x(self, x: torch.Tensor) -> torch.Tensor:
-        """The inner classes' encoding of x (its tuples' classes on the token side)."""
-        return self.inner.encode_x(_tuple_rows(x, self.codes, self.vocab) if self.token_side == "x" else x)
-
-    def encode_y(self, y: torch.Tensor) -> torch.Tensor:
-        """The inner classes' encoding of y, as encode_x."""
-        return self.inner.encode_y(_tuple_rows(y, self.codes, self.vocab) if self.token_side == "y" else y)
-
-    def _t(self, ex: torch.Tensor, ey: torch.Tensor) -> torch.Tensor:
-        return self.inner._t(ex, ey)
+    def _map(self, v: torch.Tensor) -> torch.Tensor:
+        return _tuple_rows(v, self.codes, self.vocab)
 
 
 def shrunk_correlations(rho: torch.Tensor, n: int, dx: int, dy: int) -> list[tuple[torch.Tensor, str]]:
