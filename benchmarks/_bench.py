@@ -54,6 +54,35 @@ def command_line(script: str, argv: list[str] | None) -> str:
     return f"python benchmarks/{script} " + " ".join(shlex.quote(a) for a in args)
 
 
+def step_probe_ms(steps: int = 60) -> float:
+    """Milliseconds per training step of a critic of the default size (batch 512 with 4 negatives through a
+    128x128 MLP, backward and AdamW), on the current torch threads: the host's speed at this moment.
+
+    The machine's speed drifts (the same run took 20 s and 33 s an hour apart): a probe beside the seconds
+    tells a slow host from slower code.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128), torch.nn.ReLU(),
+                              torch.nn.Linear(128, 1))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    h = torch.randn(512 * 5, 128, generator=gen)
+
+    def step() -> None:
+        loss = net(h).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(10):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return 1000 * (time.perf_counter() - t0) / steps
+
+
 # Read when a script imports this module, before its own work loads the machine.
 LOAD_AT_START = load_average()
 HEADER = ("# Benchmark results\n\nThe current figures, one section per benchmark, each replaced by the next run of its "

@@ -13,7 +13,9 @@ and test, or cuts them into folds) and compares the held-out estimate with the t
 - an index-float mixture y = mu[label] + sigma * noise, I = H(Y) - H(Y|X) by Monte Carlo with the
   exact mixture density (standard error printed, far below the tolerance);
 - independent pairs (truth 0).
-Target: within 5% of the truth, or 0.03 nats when the truth is below 0.6, in under 30 s each.
+Target: within 5% of the truth, or 0.03 nats when the truth is below 0.6, in under 30 s each. The
+machine's speed drifts (one run took 20 s and 33 s an hour apart), so before each task a probe times
+a training step of a default-size critic; the summary gives the probe's range beside the seconds.
 Beyond the Gaussian, table and mixture tasks: heavy tails (Student-t pairs, and a Gaussian signal in
 Student-t noise, which is not elliptical: I = h(Y) - h(noise) by Monte Carlo), invertible warps of
 Gaussian pairs (cube, tanh, exp: I unchanged), Zipf-distributed tokens through a noisy channel over
@@ -856,9 +858,14 @@ def main() -> None:
     rule = "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     print(header)
     print(rule)
+    probes: list[float] = []
     for name, make in VARIANTS if args.variants else TASKS:
         if args.only and args.only not in name:
             continue
+        # Before each task, outside the timed runs: the host's speed as the task runs. The first probe also
+        # pays the one-time import that a process's first optimizer triggers (~2 s), which a task would not
+        # repeat in a run of its own.
+        probes.append(_bench.step_probe_ms())
         for seed in seeds:
             task = make(seed)
             x, y, truth, _ = task
@@ -890,7 +897,8 @@ def main() -> None:
     summary = (f"Within target (5% of the truth, 0.03 nats below 0.6): {hits} of {len(rows)} runs; within 10% (0.05 "
                f"nats below 0.6): {within10}; the 95% interval "
                f"covers the truth in {covers_n} of {len(rows)}; {below} estimates below -0.05 nats; {over_time} runs over "
-               "30 s.")
+               f"30 s. Speed probe (ms per training step of a default-size critic, before each task): "
+               f"{min(probes):.1f}-{max(probes):.1f}, median {float(np.median(probes)):.1f}.")
     print(summary)
     if args.no_write:
         return

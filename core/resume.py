@@ -102,7 +102,7 @@ class Checkpoints:
                 tensors[f"best.{k}"] = v.detach().cpu().contiguous()
         save_file(tensors, str(tmp / "trainer.safetensors"))
         doc = {"step": tr.step, "total_steps": tr.total_steps, "best_value": tr.best_value,
-               "best_step": tr.best_step, "bad_validations": tr.bad_validations,
+               "best_step": tr.best_step, "bad_validations": tr.bad_validations, "progress_bar": tr.progress_bar,
                "lr_scale": tr.lr_scale, "since_lr_change": tr.since_lr_change,
                "stopped_early": tr.stopped_early, "stop_reason": tr.stop_reason, "history": tr.history,
                "estimator_state": tr.estimator.state_dict(), "param_groups": opt["param_groups"],
@@ -173,6 +173,8 @@ class Checkpoints:
         tr.best_state = best or None
         tr.step, tr.best_value = int(doc["step"]), float(doc["best_value"])
         tr.best_step, tr.bad_validations = int(doc["best_step"]), int(doc["bad_validations"])
+        # a checkpoint from before early_stopping_min_delta: any rise above the best was progress
+        tr.progress_bar = float(doc.get("progress_bar", tr.best_value))
         tr.lr_scale = float(doc.get("lr_scale", 1.0))
         tr.since_lr_change = int(doc.get("since_lr_change", 0))
         tr.stopped_early = bool(doc["stopped_early"])

@@ -179,6 +179,11 @@ class ReferenceSelection:
         m = bank.n_utts if units.kind == "utterances" else 0
         return list(arr.T), (m if 2 <= m < T_INTERVAL_UNITS else 0)
 
+    def validation_se(self, scores: Scores) -> float:
+        """The standard error of a critic's validation bound (these validation scores), by ``resampled``."""
+        (bounds,), m = self.resampled([scores])
+        return _se(bounds, m)
+
     def cannot_overtake(self, step: int, best_value: float, history: list[dict[str, float]], patience: int | None,
                         validate_every: int, min_steps: int, total_steps: int) -> bool:
         """True when the reference validates above the trained critic's curve level, and that level, rising at the

@@ -100,6 +100,9 @@ class TrainConfig:
     valid_frames: int = param(20000, help="frames of the validation split used for the fixed validation protocol")
     valid_negatives: int = param(16, help="marginal samples per validation frame (the test uses estimator.eval_negatives)")
     early_stopping_patience: int | None = param(10, help="stop after N validations without improvement (null: never)")
+    early_stopping_min_delta: float = param(
+        0.25, help="a validation reading counts as progress for early stopping only when it beats the last one that "
+                   "did by this many of that reading's standard errors (0: any rise); the best reading is kept either way")
     min_steps: int = param(500, help="never stop early before this many steps")
     seed: int = param(0, help="random seed (initialisation, sampling, validation protocol)")
     device: str = param("auto", help="'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'")
@@ -127,6 +130,8 @@ class TrainConfig:
             raise ValueError("segment_length, validate_every and valid_frames must be positive")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, not {self.lr}")
+        if not self.early_stopping_min_delta >= 0:
+            raise ValueError(f"early_stopping_min_delta must be 0 or more, not {self.early_stopping_min_delta}")
         if self.steps is None and self.epochs is None:
             raise ValueError("set training.steps or training.epochs")
         # Zero steps would report the untrained critic's ~0 as "no dependence".

@@ -190,6 +190,9 @@ class Trainer:
         self.best_value = -math.inf
         self.best_step = 0
         self.bad_validations = 0
+        #: the reading a validation must beat to count as progress for early stopping (see fit)
+        self.progress_bar = -math.inf
+        self._last_validation: tuple[torch.Tensor, torch.Tensor] | None = None  # its scores, for the reading's SE
         self.lr_scale = 1.0
         self.since_lr_change = 0
         self.stopped_early = False
@@ -296,7 +299,23 @@ class Trainer:
         bank, neg = self._valid_protocol
         self._sync_buffers()
         tj, tm = self.score_bank(bank, neg, critic=self.model, sharded=True)
+        self._last_validation = (tj, tm)
         return self._bound(tj, tm)
+
+    def _validation_se(self) -> float:
+        """The standard error of the last validation reading, resampled by the units that carry the split's
+        dependence (rank 0; 0 on the other ranks, whose stop decisions rank 0's replace).
+
+        Early stopping's unit of progress. Readings of successive checkpoints on the same frames creep up by
+        thousandths long after the critic has stopped learning: on a Gaussian with Student-t noise (0.58 nats)
+        the validation sat at 0.611-0.613 from step 1,000 to 2,800, each new high by 0.001 starting the
+        patience over, while the test bound stayed at 0.574-0.578.
+        """
+        scores = self._last_validation
+        c = self.cfg
+        if not self.primary or scores is None or c.early_stopping_min_delta == 0 or c.early_stopping_patience is None:
+            return 0.0
+        return self.selection.validation_se(scores)
 
     def _sync_buffers(self) -> None:
         """Rank 0's buffers on every rank (a no-op in one process), so that all ranks score with one critic.
@@ -415,7 +434,7 @@ class Trainer:
         if self.step == 0 and not self.history:
             # The untrained critic scores ~0 everywhere: its bound (~0) is the baseline any trained
             # state must beat, so independent streams end near 0 rather than at an overfit negative.
-            self.best_value = self._shared_validation()
+            self.best_value = self.progress_bar = self._shared_validation()
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.history.append({"step": 0, "train_mi": 0.0, "valid_mi": self.best_value, "lr": self._lr_at(0)})
         # Fitted before training, so that training can stop once it cannot overtake the reference; by rank 0
@@ -459,13 +478,17 @@ class Trainer:
                                            "training.lr or use estimator.name=mine")
                     self.history.append({"step": self.step, "train_mi": train_mi, "valid_mi": valid_mi,
                                          "lr": self._lr_at(self.step - 1)})
+                    if valid_mi > self.progress_bar:
+                        self.bad_validations = 0
+                        self.progress_bar = valid_mi + cfg.early_stopping_min_delta * self._validation_se()
+                    else:
+                        self.bad_validations += 1
                     if valid_mi > self.best_value:
-                        self.best_value, self.best_step, self.bad_validations = valid_mi, self.step, 0
+                        self.best_value, self.best_step = valid_mi, self.step
                         self.since_lr_change = 0
                         self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                         self._save("best")
                     else:
-                        self.bad_validations += 1
                         self.since_lr_change += 1
                         if (cfg.lr_schedule == "plateau" and self.since_lr_change >= cfg.lr_patience
                                 and self.lr_scale > cfg.min_lr_ratio):

@@ -110,15 +110,74 @@ def test_index_ids_outside_vocab_are_a_clear_error():
                 training=TrainConfig(progress=False))
 
 
-def _small_trainer(tmp_path, steps=60):
+def _small_trainer(tmp_path, steps=60, **training):
     x, y, _ = gaussian_pair(3000, 2, 0.7, seed=2)
     banks = [FrameBank.from_arrays(x[s], y[s]) for s in (slice(0, 2000), slice(2000, 2500), slice(2500, 3000))]
     spec = StreamSpec("float", 1.0, dim=2)
-    return Trainer(spec, spec, *banks, critic=CriticConfig(hidden_dims=[16, 16]),
+    training = {"early_stopping_patience": None, **training}
+    return Trainer(spec, spec, *banks, critic=CriticConfig(hidden_dims=[16, 16], reference=False),
                    estimator=EstimatorConfig(n_negatives=2, eval_negatives=4),
                    training=TrainConfig(steps=steps, batch_size=64, validate_every=10, progress=False,
-                                        early_stopping_patience=None, bootstrap=20, null_permutations=0),
+                                        bootstrap=20, null_permutations=0, **training),
                    checkpoint_dir=tmp_path, save_every=10)
+
+
+CREEP = {s: 0.5 + 0.0001 * s for s in range(10, 301, 10)}  # a new high at every validation, by 0.001
+JUMP = {**CREEP, 30: 0.53, 40: 0.531, 50: 0.532, 60: 0.533}
+
+
+@pytest.mark.parametrize("readings, min_delta, stops_at", [
+    # progress at step 10 sets the bar at 0.501 + 0.25 * 0.04; the creep takes 100 steps to pass it,
+    # so after 3 validations without progress training stops, though each of them was a new high
+    (CREEP, 0.25, 40),
+    (CREEP, 0.0, 300),   # any rise is progress: the creep never stops
+    # a rise of 0.028 at step 30 passes the bar: the patience starts over from there
+    (JUMP, 0.25, 60),
+])
+def test_early_stopping_counts_progress_in_standard_errors(tmp_path, monkeypatch, readings, min_delta, stops_at):
+    monkeypatch.setattr(Trainer, "validate", lambda self: readings.get(self.step, 0.0))
+    monkeypatch.setattr(Trainer, "_validation_se", lambda self: 0.04)
+    tr = _small_trainer(tmp_path, steps=300, early_stopping_patience=3, min_steps=0,
+                        early_stopping_min_delta=min_delta)
+    tr.fit()
+    assert tr.step == stops_at and tr.stopped_early is (stops_at < 300)
+    # the best reading is kept whether or not it counted as progress
+    assert tr.best_step == stops_at and tr.best_value == pytest.approx(readings[stops_at])
+
+
+def test_a_resumed_run_keeps_the_bar_of_progress(tmp_path, monkeypatch):
+    monkeypatch.setattr(Trainer, "_validation_se", lambda self: 0.04)
+    readings = {**JUMP, 50: 0.52}
+
+    def validate(self):
+        if self.step == 50 and self.interrupt:
+            raise KeyboardInterrupt
+        return readings.get(self.step, 0.0)
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+    kw = dict(steps=300, early_stopping_patience=3, min_steps=0, early_stopping_min_delta=0.25)
+    tr = _small_trainer(tmp_path, **kw)
+    tr.interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        tr.fit()
+    resumed = _small_trainer(tmp_path, **kw)
+    resumed.interrupt = False
+    resumed.fit()
+    # saved at step 40 with the bar at 0.54 (progress at step 30): 40, 50 and 60 fall short of it. A bar
+    # read back as the best reading (0.531) would take step 60's 0.533 for progress and train on.
+    assert resumed.step == 60 and resumed.stopped_early
+
+
+def test_the_standard_error_of_a_validation_reading_is_that_of_its_frames():
+    tr = _small_trainer(None)
+    bank, neg = tr._valid_protocol
+    n = bank.n_frames
+    tj = torch.randn(n, generator=torch.Generator().manual_seed(0))
+    tm = torch.zeros(n, neg.shape[1])
+    # the marginal scores are all 0, so the bound is the mean of the joint scores: its standard error is
+    # sd / sqrt(n); 200 resamples read a standard error within ~5% (1 / sqrt(2 * 200)), so 15% is 3 of those
+    expected = float(tj.std()) / math.sqrt(n)
+    assert tr.selection.validation_se((tj, tm)) == pytest.approx(expected, rel=0.15)
 
 
 def test_resume_after_interruption_is_exact(tmp_path, monkeypatch):
