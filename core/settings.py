@@ -99,7 +99,7 @@ class TrainConfig:
     validate_every: int = param(100, help="validate every N steps")
     valid_frames: int = param(20000, help="frames of the validation split used for the fixed validation protocol")
     valid_negatives: int = param(16, help="marginal samples per validation frame (the test uses estimator.eval_negatives)")
-    early_stopping_patience: int | None = param(10, help="stop after N validations without improvement (null: never)")
+    early_stopping_patience: int | None = param(10, help="stop after N validations without progress (see early_stopping_min_delta; null: never)")
     early_stopping_min_delta: float = param(
         0.25, help="a validation reading counts as progress for early stopping only when it beats the last one that "
                    "did by this many of that reading's standard errors (0: any rise); the best reading is kept either way")
