@@ -511,6 +511,7 @@ class Trainer:
                         self._save("last")
         finally:
             batches.close()
+            self._last_validation = None  # a validation's scores (on the device) serve its own stop decision only
             self.train_seconds += time.perf_counter() - t0
             bar.close()
             self._unwrap()
